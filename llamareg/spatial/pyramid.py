@@ -1,0 +1,22 @@
+"""Image pyramids matching the decoder's factor-2 grids."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def image_pyramid(image: torch.Tensor, levels: int = 3) -> list[torch.Tensor]:
+    """The image at 1/2^(levels-1), ..., 1/2 and full resolution, coarsest first.
+
+    Each level is 2x2x2 average pooling of the next finer one, so voxel centres line up with
+    :func:`llamareg.spatial.functional.resize_flow`'s factor-2 grids.
+
+    Example:
+        >>> [tuple(x.shape[2:]) for x in image_pyramid(torch.zeros(1, 1, 16, 16, 16))]
+        [(4, 4, 4), (8, 8, 8), (16, 16, 16)]
+    """
+    pyramid = [image]
+    for _ in range(levels - 1):
+        pyramid.insert(0, F.avg_pool3d(pyramid[0], 2))
+    return pyramid

@@ -1,0 +1,1 @@
+"""Training: objective, precision, checkpoints, validation and the training loop."""
