@@ -85,6 +85,8 @@ class DataConfig:
         num_val_subjects: Held-out synthetic subjects for validation (embedded source).
         num_val_pairs: Fixed validation pairs drawn from the held-out subjects.
         max_displacement: Largest synthetic displacement in voxels (embedded source).
+        seed: Seed of the synthetic subjects; kept apart from ``train.seed`` so that runs with
+            different training seeds are compared on the same data.
         num_workers: DataLoader worker processes.
     """
 
@@ -94,6 +96,7 @@ class DataConfig:
     num_val_subjects: int = 8
     num_val_pairs: int = 8
     max_displacement: float = 4.0
+    seed: int = 0
     num_workers: int = 0
 
 

@@ -1,0 +1,14 @@
+"""Evaluation metrics: label overlap, deformation regularity and surface distances."""
+
+from llamareg.metrics.jacobian import folding_percentage, sd_log_jacobian
+from llamareg.metrics.overlap import dice_per_label, mean_dice, validate_label_maps
+from llamareg.metrics.surface import hausdorff95
+
+__all__ = [
+    "dice_per_label",
+    "folding_percentage",
+    "hausdorff95",
+    "mean_dice",
+    "sd_log_jacobian",
+    "validate_label_maps",
+]
