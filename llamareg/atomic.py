@@ -15,8 +15,12 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed over ``path``.
 
     Example:
-        >>> with atomic_output("out/result.txt") as tmp:
-        ...     tmp.write_text("done")
+        >>> import pathlib, tempfile
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "result.txt"
+        >>> with atomic_output(target) as tmp:
+        ...     _ = tmp.write_text("done")
+        >>> target.read_text()
+        'done'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

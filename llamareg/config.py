@@ -84,7 +84,10 @@ class DataConfig:
         num_train_subjects: Synthetic training subjects (embedded source).
         num_val_subjects: Held-out synthetic subjects for validation (embedded source).
         num_val_pairs: Fixed validation pairs drawn from the held-out subjects.
+        spacing_mm: Isotropic voxel spacing the template is resampled to (embedded source).
         max_displacement: Largest synthetic displacement in voxels (embedded source).
+        control_spacing: Voxels between the random velocity control points (embedded source):
+            larger is smoother.
         seed: Seed of the synthetic subjects; kept apart from ``train.seed`` so that runs with
             different training seeds are compared on the same data.
         num_workers: DataLoader worker processes.
@@ -95,7 +98,9 @@ class DataConfig:
     num_train_subjects: int = 32
     num_val_subjects: int = 8
     num_val_pairs: int = 8
-    max_displacement: float = 4.0
+    spacing_mm: float = 2.5
+    max_displacement: float = 8.0
+    control_spacing: int = 16
     seed: int = 0
     num_workers: int = 0
 

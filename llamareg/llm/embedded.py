@@ -36,7 +36,7 @@ def embedded_llm_path() -> Path:
     with ``importlib.util.find_spec`` and never imported.
 
     Example:
-        >>> embedded_llm_path().name  # doctest: +SKIP
+        >>> embedded_llm_path().name
         'SmolLM2-135M-Instruct.Q4_1.gguf'
     """
     return find_package_file(EMBEDDED_PACKAGE, EMBEDDED_FILE)

@@ -16,12 +16,7 @@ SHARD_INDEX_NAME = "model.safetensors.index.json"
 
 
 def spec_from_hf_config(config_path: Path) -> LlamaSpec:
-    """Read a LlamaSpec from a Hugging Face ``config.json``.
-
-    Example:
-        >>> spec_from_hf_config(Path("SmolLM2-135M/config.json")).hidden_size  # doctest: +SKIP
-        576
-    """
+    """Read a LlamaSpec from a Hugging Face ``config.json``."""
     config = json.loads(config_path.read_text())
     missing = [k for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
                if k not in config]
