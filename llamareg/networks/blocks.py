@@ -7,6 +7,15 @@ from torch import nn
 NEGATIVE_SLOPE = 0.2
 
 
+def leaky_conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv3d:
+    """conv3x3x3 with He initialisation for LeakyReLU(0.2), which keeps feature scales near one through
+    the encoder (PyTorch's default shrinks them by ~3x per layer, slowing early training)."""
+    conv = nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1)
+    nn.init.kaiming_normal_(conv.weight, a=NEGATIVE_SLOPE, nonlinearity="leaky_relu")
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
 class ConvBlock(nn.Sequential):
     """``convs`` times conv3x3x3 + LeakyReLU(0.2); no normalisation, as in the paper.
 
@@ -19,7 +28,7 @@ class ConvBlock(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, convs: int = 2) -> None:
         layers: list[nn.Module] = []
         for index in range(convs):
-            layers.append(nn.Conv3d(in_channels if index == 0 else out_channels, out_channels, 3, padding=1))
+            layers.append(leaky_conv(in_channels if index == 0 else out_channels, out_channels))
             layers.append(nn.LeakyReLU(NEGATIVE_SLOPE))
         super().__init__(*layers)
 

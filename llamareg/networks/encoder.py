@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llamareg.networks.blocks import ConvBlock
+from llamareg.networks.blocks import ConvBlock, leaky_conv
 
 LEVELS = 5  # full, 1/2, 1/4, 1/8, 1/16
 
@@ -22,7 +22,7 @@ class EncoderStream(nn.Module):
         channels = [base_channels * 2**level for level in range(LEVELS)]
         self.full = ConvBlock(in_channels, channels[0])
         self.down = nn.ModuleList(
-            nn.Conv3d(channels[level - 1], channels[level], 3, stride=2, padding=1) for level in range(1, LEVELS)
+            leaky_conv(channels[level - 1], channels[level], stride=2) for level in range(1, LEVELS)
         )
         self.blocks = nn.ModuleList(ConvBlock(channels[level], channels[level]) for level in range(1, LEVELS - 1))
         self.channels = channels
