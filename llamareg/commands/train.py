@@ -45,8 +45,8 @@ def run(config: Config, resume: bool = False) -> dict:
     from llamareg.training.trainer import Trainer
 
     torch.manual_seed(config.train.seed)
+    model = build_model(config)  # first: a bad LLM source fails before any data work
     train_pairs, val_pairs = build_pair_datasets(config)
-    model = build_model(config)
     trainer = Trainer(config, model, train_pairs, val_pairs)
     if resume:
         trainer.resume()

@@ -1,0 +1,37 @@
+"""``python launch/train.py`` as a user runs it: printing the config and refusing bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def train_cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "launch" / "train.py"), *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_print_config_resolves_flags_and_overrides():
+    result = train_cli("--print-config", "--max-iters", "12", "--llm", "random:llama-2-7b", "--out", "runs/x", "model.base_channels=4")
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    assert printed["train"]["max_iters"] == 12 and printed["train"]["out"] == "runs/x"
+    assert printed["llm"]["source"] == "random:llama-2-7b"
+    assert printed["model"]["base_channels"] == 4
+    assert printed["name"] == "cpu-default"
+
+
+def test_unknown_key_is_a_one_line_error():
+    result = train_cli("--print-config", "train.learning_rate=1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown config key 'train.learning_rate'" in lines[0]
+
+
+def test_missing_llm_path_is_a_one_line_error(tmp_path):
+    result = train_cli("--config", "paper-knee-3090", "--llm", str(tmp_path / "no-such-model"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: LLM source")
+    assert not (tmp_path / "run").exists()
