@@ -38,6 +38,10 @@ class LLMConfig:
         dtype: Storage and compute dtype of the frozen layers (``float32``, ``float16``, ``bfloat16``).
         hidden_size: Expected hidden size; a source whose hidden size differs is an error.
         final_norm: Apply the model's final RMSNorm after each call, as the public release does.
+        lora_rank: 0 keeps the layers frozen; r >= 1 adds trainable LoRA factors of that rank (peft).
+        lora_alpha: LoRA scaling numerator (scale = alpha / rank).
+        lora_dropout: Dropout on the LoRA branch.
+        lora_targets: Linear layers that get LoRA (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
     """
 
     source: str | None = "smollm2-135m"
@@ -46,6 +50,10 @@ class LLMConfig:
     dtype: str = "float32"
     hidden_size: int | None = None
     final_norm: bool = True
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
 
 
 @dataclass
@@ -62,6 +70,11 @@ class ModelConfig:
             voxel-unit fields); the public release does not.
         diffeomorphic: Treat each stage output as a stationary velocity field and integrate it.
         integration_steps: Scaling-and-squaring steps for the diffeomorphic option.
+        token_block: ``llm`` (the pretrained LLM layers) or ``vit`` (trainable ViT blocks, the
+            paper's ablation; no LLM is loaded).
+        vit_width: ViT token width (paper ablation: 4096).
+        vit_heads: ViT attention heads (paper ablation: 4).
+        vit_depth: ViT blocks (paper ablation: 2).
     """
 
     base_channels: int = 16
@@ -72,6 +85,10 @@ class ModelConfig:
     rescale_upsampled_flows: bool = True
     diffeomorphic: bool = False
     integration_steps: int = 7
+    token_block: str = "llm"
+    vit_width: int = 4096
+    vit_heads: int = 4
+    vit_depth: int = 2
 
 
 @dataclass
@@ -308,6 +325,8 @@ def validate(config: Config) -> None:
         raise ValueError(f"data.shape must be three positive sizes divisible by 16, got {shape}")
     if config.model.flow_combination not in ("compose", "add"):
         raise ValueError(f"model.flow_combination must be 'compose' or 'add', got '{config.model.flow_combination}'")
+    if config.model.token_block not in ("llm", "vit"):
+        raise ValueError(f"model.token_block must be 'llm' or 'vit', got '{config.model.token_block}'")
     if config.llm.dtype not in ("float32", "float16", "bfloat16"):
         raise ValueError(f"llm.dtype must be float32, float16 or bfloat16, got '{config.llm.dtype}'")
     if config.llm.calls < 1 or not config.llm.layers:

@@ -9,8 +9,11 @@ from llamareg.config import Config
 from llamareg.networks.decoder import MultiScaleDecoder
 from llamareg.networks.encoder import DualStreamEncoder
 from llamareg.networks.flow_fields import FlowFieldRules
+from llamareg.llm import load_llama_layers
 from llamareg.networks.frozen_llm import FrozenLLM
+from llamareg.networks.lora import add_lora
 from llamareg.networks.token_pathway import TokenPathway
+from llamareg.networks.vit_block import ViTBlocks
 from llamareg.spatial.functional import warp
 from llamareg.spatial.pyramid import image_pyramid
 
@@ -22,7 +25,8 @@ class LLaMAReg(nn.Module):
     """LLaMA-Reg (Ma, Yang et al.): one decoding step (LLaMA-Reg-C1).
 
     Args:
-        llm: The frozen pretrained layers.
+        llm: The token block: frozen pretrained layers (:class:`FrozenLLM`) or, for the ablation,
+            :class:`ViTBlocks`.
         shape: Training volume shape (D, H, W), each divisible by 16; other shapes divisible by 16
             work too (the positional embedding is resampled to their token grid).
         base_channels: C.
@@ -42,7 +46,7 @@ class LLaMAReg(nn.Module):
 
     def __init__(
         self,
-        llm: FrozenLLM,
+        llm: FrozenLLM | ViTBlocks,
         shape: tuple[int, int, int],
         base_channels: int = 16,
         adapter_width: int = 1024,
@@ -103,10 +107,11 @@ def _check_shape(shape: tuple[int, ...], what: str) -> None:
         raise ValueError(f"{what} must be three sizes divisible by {TOKEN_STRIDE}, got {shape}; crop or pad the volumes")
 
 
-def build_model(config: Config) -> LLaMAReg:
-    """Load the configured LLM layers and build the model around them."""
-    from llamareg.llm import load_llama_layers
-
+def build_token_block(config: Config) -> nn.Module:
+    """The block between Adapter0 and the output adapters: the pretrained LLM layers (frozen, or with
+    LoRA when ``llm.lora_rank`` > 0), or trainable ViT blocks for the ablation."""
+    if config.model.token_block == "vit":
+        return ViTBlocks(config.model.vit_width, config.model.vit_heads, config.model.vit_depth)
     if not config.llm.source:
         raise ValueError(f"preset '{config.name}' needs an LLM: pass --llm PATH (HF folder, Meta folder, .gguf) or --llm random:llama-2-7b")
     loaded = load_llama_layers(
@@ -123,8 +128,15 @@ def build_model(config: Config) -> LLaMAReg:
         source=loaded.source,
         fingerprint=loaded.fingerprint,
     )
+    if config.llm.lora_rank:
+        add_lora(llm, config.llm.lora_rank, config.llm.lora_alpha, config.llm.lora_dropout, config.llm.lora_targets)
+    return llm
+
+
+def build_model(config: Config) -> LLaMAReg:
+    """Build the model a config describes, loading the configured LLM layers."""
     return LLaMAReg(
-        llm,
+        build_token_block(config),
         shape=tuple(config.data.shape),
         base_channels=config.model.base_channels,
         adapter_width=config.model.adapter_width,

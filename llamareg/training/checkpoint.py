@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically, read with ``weights_only=True``, frozen LLM weights left out.
+"""Checkpoints: written atomically, read with ``weights_only=True``, frozen weights left out.
 
 The frozen LLM layers are not stored (a LLaMA-2-7B layer alone is 400 MB in fp16): a checkpoint keeps
 the LLM source and a fingerprint of its tensors, and loading checks the fingerprint of the layers it
@@ -17,12 +17,17 @@ from torch import nn
 from llamareg.atomic import atomic_output
 
 CHECKPOINT_FORMAT = "llamareg-checkpoint-v1"
-FROZEN_PREFIX = "llm."
+
+
+def frozen_parameter_names(model: nn.Module) -> set[str]:
+    """Parameters that never train (the pretrained LLM weights; LoRA factors and ViT blocks do train)."""
+    return {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state without the frozen LLM tensors."""
-    return {k: v for k, v in model.state_dict().items() if not k.startswith(FROZEN_PREFIX)}
+    """The model's state without the frozen tensors."""
+    frozen = frozen_parameter_names(model)
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -60,7 +65,8 @@ def load_model_state(model: nn.Module, payload: dict[str, Any], origin: str) -> 
     except RuntimeError as error:  # tensor size mismatch
         detail = str(error).splitlines()[-1].strip()
         raise ValueError(f"checkpoint {origin} does not match this model's architecture ({detail}); check the config") from None
-    missing = [k for k in missing if not k.startswith(FROZEN_PREFIX)]
+    frozen = frozen_parameter_names(model)
+    missing = [k for k in missing if k not in frozen]
     if missing or unexpected:
         names = (missing + unexpected)[:3]
         raise ValueError(f"checkpoint {origin} does not match this model's architecture (e.g. {names}); check the config")
