@@ -75,6 +75,7 @@ class ModelConfig:
         vit_width: ViT token width (paper ablation: 4096).
         vit_heads: ViT attention heads (paper ablation: 4).
         vit_depth: ViT blocks (paper ablation: 2).
+        steps: Cascaded decoding steps (paper: 3); see ``train.schedule``.
     """
 
     base_channels: int = 16
@@ -89,6 +90,7 @@ class ModelConfig:
     vit_width: int = 4096
     vit_heads: int = 4
     vit_depth: int = 2
+    steps: int = 1
 
 
 @dataclass
@@ -139,6 +141,11 @@ class TrainConfig:
         log_every: Refresh the progress bar's loss every this many iterations.
         seed: Seed of model initialisation and of the pair sequence.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        schedule: How cascade steps train: ``step-by-step`` (step k with steps 1..k-1 frozen,
+            starting from step k-1's best checkpoint) or ``joint`` (step 1, then all steps together
+            with the shared encoder frozen).
+        step_iters: Iterations of each phase of the schedule (paper knee: 130000, 130000, 30000);
+            empty means ``max_iters`` for every phase.
     """
 
     out: str = "runs/default"
@@ -153,6 +160,8 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
+    schedule: str = "step-by-step"
+    step_iters: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -327,6 +336,10 @@ def validate(config: Config) -> None:
         raise ValueError(f"model.flow_combination must be 'compose' or 'add', got '{config.model.flow_combination}'")
     if config.model.token_block not in ("llm", "vit"):
         raise ValueError(f"model.token_block must be 'llm' or 'vit', got '{config.model.token_block}'")
+    if config.train.schedule not in ("step-by-step", "joint"):
+        raise ValueError(f"train.schedule must be 'step-by-step' or 'joint', got '{config.train.schedule}'")
+    if config.model.steps < 1:
+        raise ValueError(f"model.steps must be >= 1, got {config.model.steps}")
     if config.llm.dtype not in ("float32", "float16", "bfloat16"):
         raise ValueError(f"llm.dtype must be float32, float16 or bfloat16, got '{config.llm.dtype}'")
     if config.llm.calls < 1 or not config.llm.layers:

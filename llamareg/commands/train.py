@@ -7,8 +7,6 @@ import json
 import sys
 from typing import Sequence
 
-import torch
-
 from llamareg.config import Config, load_config, preset_names
 
 DEFAULT_PRESET = "cpu-default"
@@ -25,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-iters", type=int, help="training iterations (train.max_iters)")
     parser.add_argument("--seed", type=int, help="seed of initialisation and pair sampling (train.seed)")
     parser.add_argument("--llm", help="LLM source (llm.source): HF folder, Meta folder, .gguf file, smollm2-135m, random:llama-2-7b")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt (cascades: keep finished steps)")
+    parser.add_argument("--step", type=int, help="cascade: run (or with --resume, continue) only this phase of the schedule")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     return parser
@@ -38,19 +37,11 @@ def resolve_config(args: argparse.Namespace) -> Config:
     return load_config(args.config, [*named, *args.overrides])
 
 
-def run(config: Config, resume: bool = False) -> dict:
-    """Build data, model and trainer from ``config`` and train; returns the metrics written."""
-    from llamareg.data.factory import build_pair_datasets
-    from llamareg.networks.llamareg import build_model
-    from llamareg.training.trainer import Trainer
+def run(config: Config, resume: bool = False, step: int | None = None) -> dict:
+    """Train the schedule ``config`` describes (one phase for a one-step model); returns the metrics written."""
+    from llamareg.training.schedule import run_schedule
 
-    torch.manual_seed(config.train.seed)
-    model = build_model(config)  # first: a bad LLM source fails before any data work
-    train_pairs, val_pairs = build_pair_datasets(config)
-    trainer = Trainer(config, model, train_pairs, val_pairs)
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+    return run_schedule(config, resume=resume, only_phase=step)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.print_config:
             print(config.to_yaml(), end="")
             return 0
-        metrics = run(config, resume=args.resume)
+        metrics = run(config, resume=args.resume, step=args.step)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -70,4 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"after {metrics['iterations']} iterations (best {metrics['val_dice_best']:.4f} at {metrics['best_iteration']}), "
         f"folding {metrics['val_folding_pct']:.3f}%, {metrics['wall_seconds']:.0f} s; wrote {config.train.out}/metrics.json"
     )
+    if len(metrics["steps"]) > 1:
+        for entry in metrics["steps"]:
+            print(f"  step {entry['step']}: best validation Dice {entry['val_dice_best']:.4f}, {entry['iterations']} iterations")
     return 0

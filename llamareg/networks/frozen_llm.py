@@ -44,6 +44,10 @@ class FrozenLLM(nn.Module):
     def hidden_size(self) -> int:
         return self.layers[0].input_layernorm.weight.shape[0]
 
+    def pretrained_parameter_names(self) -> list[str]:
+        """The loaded weights (never trained; LoRA factors added later are not among them)."""
+        return [name for name, _ in self.named_parameters() if "lora_" not in name]
+
     def train(self, mode: bool = True) -> "FrozenLLM":
         # Pretrained layers stay in inference behaviour whatever the surrounding model does.
         return super().train(False)

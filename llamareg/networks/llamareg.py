@@ -21,8 +21,23 @@ TOKEN_STRIDE = 16
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+class CascadeStep(nn.Module):
+    """One decoding step's own parts: positional embedding, adapters and decoder."""
+
+    def __init__(self, pathway: TokenPathway, decoder: MultiScaleDecoder) -> None:
+        super().__init__()
+        self.pathway = pathway
+        self.decoder = decoder
+
+
 class LLaMAReg(nn.Module):
-    """LLaMA-Reg (Ma, Yang et al.): one decoding step (LLaMA-Reg-C1).
+    """LLaMA-Reg (Ma, Yang et al.): ``steps`` cascaded decoding steps (LLaMA-Reg-C``steps``).
+
+    All steps share the encoder and the token block; each has its own positional embedding,
+    adapters and decoder. Step 1 decodes from the encoder's skip features; step k > 1 from step
+    k-1's decoder features, its flows residual on step k-1's flows at each scale (paper, Fig. 4).
+    A step whose parameters and upstream parts are all frozen runs without autograd, so it keeps no
+    activations for backward while a later step trains.
 
     Args:
         llm: The token block: frozen pretrained layers (:class:`FrozenLLM`) or, for the ablation,
@@ -34,6 +49,7 @@ class LLaMAReg(nn.Module):
         inner_adapter_width: The inner adapter's intermediate width.
         positional_embedding: Whether tokens get the learnable positional embedding.
         rules: How stage fields are upsampled, combined and integrated.
+        steps: Number of cascaded decoding steps.
 
     Example:
         >>> from llamareg.llm import load_llama_layers
@@ -53,44 +69,78 @@ class LLaMAReg(nn.Module):
         inner_adapter_width: int = 1024,
         positional_embedding: bool = True,
         rules: FlowFieldRules | None = None,
+        steps: int = 1,
     ) -> None:
         super().__init__()
         _check_shape(tuple(shape), "model shape")
+        if steps < 1:
+            raise ValueError(f"model.steps must be >= 1, got {steps}")
         self.encoder = DualStreamEncoder(base_channels)
         self.llm = llm
         channels = self.encoder.channels
-        self.pathway = TokenPathway(
-            token_channels=2 * channels[-1],
-            grid=tuple(s // TOKEN_STRIDE for s in shape),
-            hidden_size=llm.hidden_size,
-            calls=llm.calls,
-            adapter_width=adapter_width,
-            inner_adapter_width=inner_adapter_width,
-            base_channels=base_channels,
-            positional_embedding=positional_embedding,
-        )
-        skip_channels = [2 * c for c in reversed(channels[:-1])]
-        self.decoder = MultiScaleDecoder(base_channels, skip_channels, self.pathway.out_channels, rules or FlowFieldRules())
+        rules = rules or FlowFieldRules()
+        self.steps = nn.ModuleList()
+        for index in range(steps):
+            pathway = TokenPathway(
+                token_channels=2 * channels[-1],
+                grid=tuple(s // TOKEN_STRIDE for s in shape),
+                hidden_size=llm.hidden_size,
+                calls=llm.calls,
+                adapter_width=adapter_width,
+                inner_adapter_width=inner_adapter_width,
+                base_channels=base_channels,
+                positional_embedding=positional_embedding,
+            )
+            if index == 0:
+                skip_channels = [2 * c for c in reversed(channels[:-1])]
+            else:
+                skip_channels = self.steps[0].decoder.widths
+            decoder = MultiScaleDecoder(base_channels, skip_channels, pathway.out_channels, rules, residual=index > 0)
+            self.steps.append(CascadeStep(pathway, decoder))
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict[str, object]:
         """Register ``moving`` to ``fixed``, both (B, 1, D, H, W) with sides divisible by 16.
 
         Returns:
-            ``flows``: displacement fields at 1/4, 1/2 and full resolution (voxel units, channel k
-            along spatial axis k, warped(x) = moving(x + u(x))); ``warped``: the moving image warped
-            by the full-resolution field.
+            ``flows``: the last step's displacement fields at 1/4, 1/2 and full resolution (voxel
+            units, channel k along spatial axis k, warped(x) = moving(x + u(x))); ``step_flows``: every
+            step's flows; ``warped``: the moving image warped by the last full-resolution field.
         """
         if moving.shape != fixed.shape or moving.dim() != 5 or moving.shape[1] != 1:
             raise ValueError(
                 f"moving and fixed must both be (B, 1, D, H, W) of one shape, got {tuple(moving.shape)} and {tuple(fixed.shape)}"
             )
         _check_shape(tuple(moving.shape[2:]), "input shape")
-        moving_features, fixed_features = self.encoder(moving, fixed)
+        grad_wanted = torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad_wanted and _trains(self.encoder)):
+            moving_features, fixed_features = self.encoder(moving, fixed)
+        upstream_trains = _trains(self.encoder) or _trains(self.llm)
         tokens = torch.cat([moving_features[-1], fixed_features[-1]], dim=1)
-        llm_features = self.pathway(tokens, self.llm)
         skips = [torch.cat([m, f], dim=1) for m, f in zip(reversed(moving_features[:-1]), reversed(fixed_features[:-1]))]
-        flows, _ = self.decoder(skips, llm_features, image_pyramid(moving))
-        return {"flows": flows, "warped": warp(moving, flows[-1])}
+        pyramid = image_pyramid(moving)
+        flows = None
+        step_flows = []
+        for step in self.steps:
+            upstream_trains = upstream_trains or _trains(step)
+            with torch.set_grad_enabled(grad_wanted and upstream_trains):
+                llm_features = step.pathway(tokens, self.llm)
+                flows, skips = step.decoder(skips, llm_features, pyramid, previous_flows=flows)
+            step_flows.append(flows)
+        return {"flows": flows, "step_flows": step_flows, "warped": warp(moving, flows[-1])}
+
+    def train_only(self, steps: set[int], shared: bool) -> None:
+        """Make only the given steps (0-based) trainable, and the shared parts (encoder, trainable
+        parts of the token block such as LoRA factors or ViT blocks) only if ``shared``.
+
+        The pretrained LLM weights stay frozen whatever is asked.
+        """
+        pretrained = set(self.llm.pretrained_parameter_names())
+        for name, parameter in self.encoder.named_parameters():
+            parameter.requires_grad_(shared)
+        for name, parameter in self.llm.named_parameters():
+            parameter.requires_grad_(shared and name not in pretrained)
+        for index, step in enumerate(self.steps):
+            step.requires_grad_(index in steps)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -100,6 +150,10 @@ class LLaMAReg(nn.Module):
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
         return {"trainable": trainable, "frozen": frozen}
+
+
+def _trains(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
 
 
 def _check_shape(shape: tuple[int, ...], what: str) -> None:
@@ -148,4 +202,5 @@ def build_model(config: Config) -> LLaMAReg:
             config.model.diffeomorphic,
             config.model.integration_steps,
         ),
+        steps=config.model.steps,
     )

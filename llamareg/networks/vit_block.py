@@ -35,5 +35,9 @@ class ViTBlocks(nn.Module):
         self.hidden_size = width
         self.calls = depth
 
+    def pretrained_parameter_names(self) -> list[str]:
+        """None: the ViT blocks train from scratch."""
+        return []
+
     def call(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
         return self.blocks[index](hidden)

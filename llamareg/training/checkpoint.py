@@ -20,8 +20,11 @@ CHECKPOINT_FORMAT = "llamareg-checkpoint-v1"
 
 
 def frozen_parameter_names(model: nn.Module) -> set[str]:
-    """Parameters that never train (the pretrained LLM weights; LoRA factors and ViT blocks do train)."""
-    return {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
+    """The pretrained LLM weights, which never train and are reloaded from their source.
+
+    Frozen cascade steps, LoRA factors and ViT blocks are stored: they were trained here.
+    """
+    return {f"llm.{name}" for name in model.llm.pretrained_parameter_names()}
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -51,8 +54,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def load_model_state(model: nn.Module, payload: dict[str, Any], origin: str) -> None:
-    """Put a checkpoint's weights into ``model``, checking architecture and LLM identity."""
+def load_model_state(model: nn.Module, payload: dict[str, Any], origin: str, new_prefixes: tuple[str, ...] = ()) -> None:
+    """Put a checkpoint's weights into ``model``, checking architecture and LLM identity.
+
+    Args:
+        new_prefixes: Parameter name prefixes the checkpoint may lack (a cascade step added after it).
+    """
     llm = getattr(model, "llm", None)
     expected = payload.get("llm_fingerprint")
     if llm is not None and expected and llm.fingerprint and llm.fingerprint != expected:
@@ -66,7 +73,7 @@ def load_model_state(model: nn.Module, payload: dict[str, Any], origin: str) -> 
         detail = str(error).splitlines()[-1].strip()
         raise ValueError(f"checkpoint {origin} does not match this model's architecture ({detail}); check the config") from None
     frozen = frozen_parameter_names(model)
-    missing = [k for k in missing if k not in frozen]
+    missing = [k for k in missing if k not in frozen and not k.startswith(new_prefixes or ("\0",))]
     if missing or unexpected:
         names = (missing + unexpected)[:3]
         raise ValueError(f"checkpoint {origin} does not match this model's architecture (e.g. {names}); check the config")

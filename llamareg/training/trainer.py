@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -138,9 +139,14 @@ class Trainer:
         """Train up to ``config.train.max_iters`` and write ``metrics.json`` and the checkpoints."""
         self._started = time.perf_counter()
         train = self.config.train
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         if self.identity is None:
+            # The starting model is a candidate too: a cascade step starts from the previous step's
+            # result, and its best checkpoint must never be worse than that.
             self.identity = self._validate()
             self.history.append({"iteration": 0, **self.identity})
+            self._keep_if_best(self.identity)
         start = self.iteration * train.batch_size
         batches = self._loader(Subset(self.train_pairs, range(start, train.max_iters * train.batch_size)), train.batch_size)
         step_seconds = 0.0
@@ -161,13 +167,22 @@ class Trainer:
                     self._validate_and_checkpoint()
         return self._write_metrics(step_seconds / max(steps_done, 1))
 
-    def _validate_and_checkpoint(self) -> None:
-        result = self._validate()
-        self.history.append({"iteration": self.iteration, **result})
+    def _keep_if_best(self, result: dict[str, Any]) -> None:
         if result["dice"] > self.best_dice:
             self.best_dice, self.best_iteration = result["dice"], self.iteration
             save_checkpoint(self._payload(), self.checkpoint_dir / "best.pt")
+
+    def _validate_and_checkpoint(self) -> None:
+        result = self._validate()
+        self.history.append({"iteration": self.iteration, **result})
+        self._keep_if_best(result)
         save_checkpoint(self._payload(), self.checkpoint_dir / "last.pt")
+
+    def _peak_memory_mb(self) -> float:
+        """Peak CUDA memory allocated in this fit, or on the CPU the process's peak resident memory."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def _write_metrics(self, seconds_per_iteration: float) -> dict[str, Any]:
         final = self.history[-1]
@@ -185,6 +200,7 @@ class Trainer:
             "final_loss": self.losses[-1]["loss"] if self.losses else None,
             "wall_seconds": self._wall_seconds(),
             "train_seconds_per_iteration": seconds_per_iteration,
+            "peak_memory_mb": self._peak_memory_mb(),
             "parameters": self.model.parameter_counts(),
             "llm": {"source": self.model.llm.source, "layers": self.config.llm.layers, "calls": self.config.llm.calls},
             "device": str(self.device),

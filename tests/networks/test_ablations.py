@@ -55,9 +55,9 @@ def test_ablation_preset_trains_and_reports_dice(preset, small_pairs):
 
 def test_ablation_presets_change_what_they_name():
     base = build_model(load_config("cpu-default", SMALL))
-    assert base.pathway.positional is not None
-    assert build_model(load_config("cpu-no-posemb", SMALL)).pathway.positional is None
-    assert build_model(load_config("cpu-inner-x4", SMALL)).pathway.inner_adapters[0][0].out_features == 4 * 576
+    assert base.steps[0].pathway.positional is not None
+    assert build_model(load_config("cpu-no-posemb", SMALL)).steps[0].pathway.positional is None
+    assert build_model(load_config("cpu-inner-x4", SMALL)).steps[0].pathway.inner_adapters[0][0].out_features == 4 * 576
     two = build_model(load_config("cpu-two-layers", SMALL))
     assert len(two.llm.layers) == 2 and two.llm.fingerprint != base.llm.fingerprint
     random = build_model(load_config("cpu-random-llm", SMALL))

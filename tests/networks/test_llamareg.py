@@ -22,7 +22,7 @@ def test_output_shapes_follow_the_input(small_model, shape):
 
 def test_token_count_follows_the_input_shape(small_model):
     seen = []
-    hook = small_model.pathway.input_adapter.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    hook = small_model.steps[0].pathway.input_adapter.register_forward_hook(lambda m, i, o: seen.append(o.shape))
     with torch.no_grad():
         small_model(torch.rand(2, 1, 48, 64, 32), torch.rand(2, 1, 48, 64, 32))
     hook.remove()
@@ -56,8 +56,8 @@ def test_gradients_reach_trainable_parts_and_never_the_frozen_layers(small_model
             if name.startswith("llm."):
                 assert not parameter.requires_grad and parameter.grad is None, name
         # Adapter0 sits before the frozen layers: a gradient there proves it flows through them.
-        for name in ("pathway.input_adapter.0.weight", "pathway.inner_adapters.0.0.weight", "encoder.moving.full.0.weight",
-                     "pathway.positional.weight", "decoder.heads.2.2.weight"):
+        for name in ("steps.0.pathway.input_adapter.0.weight", "steps.0.pathway.inner_adapters.0.0.weight", "encoder.moving.full.0.weight",
+                     "steps.0.pathway.positional.weight", "steps.0.decoder.heads.2.2.weight"):
             grad = dict(small_model.named_parameters())[name].grad
             assert grad is not None and grad.abs().sum() > 0, name
         optimizer.step()
@@ -88,7 +88,7 @@ def test_tokens_to_volume_matches_the_release_rearrangement():
 def test_field_options_build_and_run(smollm_random_layers, rules):
     llm = FrozenLLM(smollm_random_layers.layers, smollm_random_layers.final_norm, calls=1)
     model = LLaMAReg(llm, shape=(32, 32, 32), base_channels=4, adapter_width=16, inner_adapter_width=16, rules=rules)
-    assert len(model.pathway.inner_adapters) == 0
+    assert len(model.steps[0].pathway.inner_adapters) == 0
     out = model(torch.rand(1, 1, 32, 32, 32), torch.rand(1, 1, 32, 32, 32))
     assert out["flows"][-1].shape == (1, 3, 32, 32, 32)
 

@@ -20,7 +20,7 @@ def test_paper_preset_builds_with_a_llama2_7b_shaped_layer():
     # mostly Adapter_4 (4096 -> 1024C); the encoder adds a few hundred thousand.
     step = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(("llm.", "encoder.")))
     assert 100e6 < step < 110e6
-    assert model.pathway.output_adapters[3].project.weight.shape == (16 * 1024, 4096)
+    assert model.steps[0].pathway.output_adapters[3].project.weight.shape == (16 * 1024, 4096)
     with torch.no_grad():
         out = model(torch.rand(1, 1, 32, 32, 32), torch.rand(1, 1, 32, 32, 32))
     assert out["flows"][-1].shape == (1, 3, 32, 32, 32) and torch.isfinite(out["flows"][-1]).all()

@@ -1,0 +1,134 @@
+"""Training schedules for cascaded LLaMA-Reg: step by step, or step 1 then all steps jointly."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from llamareg.atomic import atomic_output, write_json
+from llamareg.config import Config
+from llamareg.data.factory import build_pair_datasets
+from llamareg.networks.llamareg import build_model
+from llamareg.training.checkpoint import load_model_state, read_checkpoint
+from llamareg.training.trainer import Trainer
+
+STEP_SUMMARY_KEYS = ("val_dice", "val_dice_best", "val_folding_pct", "val_sdlogj", "iterations",
+                     "peak_memory_mb", "train_seconds_per_iteration", "wall_seconds")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training phase: a model of ``model_steps`` steps of which ``trainable`` (0-based) train."""
+
+    number: int
+    model_steps: int
+    trainable: frozenset[int]
+    shared_trains: bool
+    iterations: int
+    out: Path
+
+
+def plan_phases(config: Config) -> list[Phase]:
+    """The phases ``config`` asks for.
+
+    One step: a single phase writing to ``train.out``. Step by step: phase k trains step k with
+    steps 1..k-1 (and the shared encoder) frozen, in ``<out>/step<k>``. Joint: step 1 alone in
+    ``<out>/step1``, then all steps together with the shared encoder frozen in ``<out>/joint``.
+    """
+    steps, out = config.model.steps, Path(config.train.out)
+    if steps == 1:
+        count = 1
+    else:
+        count = steps if config.train.schedule == "step-by-step" else 2
+    iterations = config.train.step_iters or [config.train.max_iters] * count
+    if len(iterations) != count:
+        raise ValueError(
+            f"train.step_iters has {len(iterations)} entries but the {config.train.schedule} schedule of "
+            f"{steps} steps has {count} phases; give one iteration count per phase"
+        )
+    if steps == 1:
+        return [Phase(1, 1, frozenset({0}), True, iterations[0], out)]
+    if config.train.schedule == "step-by-step":
+        return [Phase(k, k, frozenset({k - 1}), k == 1, iterations[k - 1], out / f"step{k}") for k in range(1, steps + 1)]
+    return [
+        Phase(1, 1, frozenset({0}), True, iterations[0], out / "step1"),
+        Phase(2, steps, frozenset(range(steps)), False, iterations[1], out / "joint"),
+    ]
+
+
+def _phase_config(config: Config, phase: Phase) -> Config:
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, steps=phase.model_steps),
+        train=dataclasses.replace(config.train, out=str(phase.out), max_iters=phase.iterations, step_iters=[]),
+    )
+
+
+def _finished(phase: Phase) -> dict[str, Any] | None:
+    """The phase's metrics if it ran to its iteration count, else None."""
+    path = phase.out / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics if metrics.get("iterations") == phase.iterations else None
+
+
+def run_schedule(config: Config, resume: bool = False, only_phase: int | None = None) -> dict[str, Any]:
+    """Train every phase of the schedule (or only ``only_phase``) and write the run's metrics.
+
+    Each phase after the first starts from the previous phase's best checkpoint. With ``resume``,
+    finished phases are kept and an interrupted one continues from its ``last.pt``. The final model,
+    one checkpoint holding every step, is ``<out>/checkpoints/best.pt``.
+    """
+    phases = plan_phases(config)
+    if only_phase is not None and not 1 <= only_phase <= len(phases):
+        raise ValueError(f"--step {only_phase} is out of range: this schedule has phases 1..{len(phases)}")
+    if resume and not any((p.out / "checkpoints" / "last.pt").is_file() for p in phases):
+        raise FileNotFoundError(
+            f"--resume: {phases[0].out / 'checkpoints' / 'last.pt'} does not exist; start without --resume or point --out at an earlier run"
+        )
+    longest = dataclasses.replace(config, train=dataclasses.replace(config.train, max_iters=max(p.iterations for p in phases)))
+    datasets = functools.cache(lambda: build_pair_datasets(longest))  # built once, after the first model
+    summaries: list[dict[str, Any]] = []
+    metrics: dict[str, Any] = {}
+    for phase in phases:
+        if only_phase is not None and phase.number > only_phase:
+            break
+        earlier = only_phase is not None and phase.number < only_phase
+        done = _finished(phase) if (resume or earlier) else None
+        if earlier and done is None:
+            raise ValueError(f"--step {only_phase} needs phase {phase.number} finished first ({phase.out}/metrics.json)")
+        metrics = done if done is not None else _train_phase(config, phase, phases, datasets, resume)
+        summaries.append({"step": phase.number, **{key: metrics.get(key) for key in STEP_SUMMARY_KEYS}})
+    out = Path(config.train.out)
+    if len(phases) > 1:
+        final = phases[len(summaries) - 1]
+        with atomic_output(out / "checkpoints" / "best.pt") as temporary:
+            shutil.copyfile(final.out / "checkpoints" / "best.pt", temporary)
+    metrics = {**metrics, "name": config.name, "schedule": config.train.schedule, "steps": summaries}
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _train_phase(config: Config, phase: Phase, phases: list[Phase], datasets: Callable, resume: bool) -> dict[str, Any]:
+    phase_config = _phase_config(config, phase)
+    torch.manual_seed(config.train.seed + phase.number - 1)
+    model = build_model(phase_config)  # before the data: a bad LLM source fails fast
+    train_pairs, val_pairs = datasets()
+    if phase.number > 1:
+        previous = phases[phase.number - 2]
+        path = previous.out / "checkpoints" / "best.pt"
+        new_steps = tuple(f"steps.{i}." for i in range(previous.model_steps, phase.model_steps))
+        load_model_state(model, read_checkpoint(path), str(path), new_prefixes=new_steps)
+    model.train_only(set(phase.trainable), shared=phase.shared_trains)
+    trainer = Trainer(phase_config, model, train_pairs, val_pairs)
+    if resume and (phase.out / "checkpoints" / "last.pt").is_file():
+        trainer.resume()
+    return trainer.fit()
