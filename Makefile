@@ -29,6 +29,7 @@ test: install
 bench: install
 	$(PY) benchmarks/llm_loading.py
 	$(PY) benchmarks/model_cost.py
+	$(PY) benchmarks/cascade_cost.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from llamareg.config import load_config
 from llamareg.llm import load_llama_layers
 from llamareg.networks.frozen_llm import FrozenLLM
 from llamareg.networks.llamareg import LLaMAReg
@@ -23,3 +24,26 @@ def small_model(smollm_random_layers):
     layers.load_state_dict(loaded.layers.state_dict())
     llm = FrozenLLM(layers, loaded.final_norm, calls=2, source=loaded.source, fingerprint=loaded.fingerprint)
     return LLaMAReg(llm, shape=(32, 32, 32), base_channels=4, adapter_width=32, inner_adapter_width=32)
+
+
+TINY_RUN = [
+    "data.shape=[32, 32, 32]",
+    "data.num_train_subjects=4",
+    "data.num_val_subjects=3",
+    "data.num_val_pairs=2",
+    "model.base_channels=4",
+    "model.adapter_width=32",
+    "model.inner_adapter_width=32",
+    "train.val_every=2",
+    "train.log_every=1",
+]
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """``tiny_config(*overrides, out=None)``: cpu-default shrunk to seconds per run, writing to ``out`` (tmp_path)."""
+
+    def make(*overrides, out=None):
+        return load_config("cpu-default", [*TINY_RUN, f"train.out={out or tmp_path}", *overrides])
+
+    return make

@@ -62,7 +62,7 @@ class Trainer:
         self.iteration = 0
         self.best_dice = -math.inf
         self.best_iteration = 0
-        self.identity = None  # validation before training, kept across resumes
+        self.initial = None  # validation of the starting model, kept across resumes
         self.history: list[dict[str, Any]] = []
         self.losses: list[dict[str, float]] = []
         self.previous_wall_seconds = 0.0
@@ -83,7 +83,7 @@ class Trainer:
             "iteration": self.iteration,
             "best_dice": self.best_dice,
             "best_iteration": self.best_iteration,
-            "identity": self.identity,
+            "initial": self.initial,
             "history": self.history,
             "losses": self.losses,
             "wall_seconds": self._wall_seconds(),
@@ -108,7 +108,7 @@ class Trainer:
         self.scaler.load_state_dict(payload["scaler"])
         self.iteration = payload["iteration"]
         self.best_dice, self.best_iteration = payload["best_dice"], payload["best_iteration"]
-        self.identity = payload["identity"]
+        self.initial = payload["initial"]
         self.history, self.losses = payload["history"], payload["losses"]
         self.previous_wall_seconds = payload["wall_seconds"]
 
@@ -141,12 +141,12 @@ class Trainer:
         train = self.config.train
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        if self.identity is None:
+        if self.initial is None:
             # The starting model is a candidate too: a cascade step starts from the previous step's
             # result, and its best checkpoint must never be worse than that.
-            self.identity = self._validate()
-            self.history.append({"iteration": 0, **self.identity})
-            self._keep_if_best(self.identity)
+            self.initial = self._validate()
+            self.history.append({"iteration": 0, **self.initial})
+            self._keep_if_best(self.initial)
         start = self.iteration * train.batch_size
         batches = self._loader(Subset(self.train_pairs, range(start, train.max_iters * train.batch_size)), train.batch_size)
         step_seconds = 0.0
@@ -189,7 +189,8 @@ class Trainer:
         metrics = {
             "name": self.config.name,
             "iterations": self.iteration,
-            "val_dice_identity": self.identity["dice"],
+            "val_dice_identity": self.initial["dice_identity"],
+            "val_dice_initial": self.initial["dice"],
             "val_dice": final["dice"],
             "val_dice_per_label": final["dice_per_label"],
             "val_folding_pct": final["folding_pct"],

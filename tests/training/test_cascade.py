@@ -6,34 +6,15 @@ import pytest
 import torch
 
 from llamareg.commands.train import run
-from llamareg.config import load_config
 from llamareg.data.factory import build_pair_datasets
 from llamareg.networks.llamareg import build_model
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
 from llamareg.training.precision import Precision
 from llamareg.training.validation import evaluate
 
-TINY = [
-    "data.shape=[32, 32, 32]",
-    "data.num_train_subjects=4",
-    "data.num_val_subjects=3",
-    "data.num_val_pairs=2",
-    "model.base_channels=4",
-    "model.adapter_width=32",
-    "model.inner_adapter_width=32",
-    "model.steps=2",
-    "train.val_every=2",
-    "train.log_every=1",
-]
-
-
-def tiny_config(out, *overrides):
-    return load_config("cpu-default", [*TINY, f"train.out={out}", *overrides])
-
-
-def test_frozen_steps_stay_bit_identical_and_keep_no_activations():
+def test_frozen_steps_stay_bit_identical_and_keep_no_activations(tiny_config):
     torch.manual_seed(0)
-    model = build_model(load_config("cpu-default", TINY))
+    model = build_model(tiny_config("model.steps=2"))
     model.train_only({1}, shared=False)
     frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("steps.1.")}
     trained_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("steps.1.")}
@@ -50,8 +31,8 @@ def test_frozen_steps_stay_bit_identical_and_keep_no_activations():
     assert any(not torch.equal(value, state[key]) for key, value in trained_before.items())
 
 
-def test_step_by_step_schedule_writes_each_step_and_the_final_model(tmp_path):
-    metrics = run(tiny_config(tmp_path, "train.step_iters=[2, 2]"))
+def test_step_by_step_schedule_writes_each_step_and_the_final_model(tmp_path, tiny_config):
+    metrics = run(tiny_config("model.steps=2", "train.step_iters=[2, 2]"))
     assert [entry["step"] for entry in metrics["steps"]] == [1, 2]
     for entry in metrics["steps"]:
         assert entry["iterations"] == 2 and entry["peak_memory_mb"] > 0 and 0 < entry["val_dice"] < 1
@@ -66,7 +47,7 @@ def test_step_by_step_schedule_writes_each_step_and_the_final_model(tmp_path):
     for key, value in step1.items():
         assert torch.equal(value, final["model"][key]), key
     # The final checkpoint reloads into a fresh model and reproduces its recorded validation Dice.
-    config = tiny_config(tmp_path)
+    config = tiny_config("model.steps=2")
     model = build_model(config)
     load_model_state(model, final, "best.pt")
     _, val_pairs = build_pair_datasets(config)
@@ -74,8 +55,8 @@ def test_step_by_step_schedule_writes_each_step_and_the_final_model(tmp_path):
     assert result["dice"] == pytest.approx(final["best_dice"], abs=1e-12)
 
 
-def test_joint_schedule_freezes_the_encoder_after_step_one(tmp_path):
-    metrics = run(tiny_config(tmp_path, "train.schedule=joint", "train.step_iters=[2, 2]"))
+def test_joint_schedule_freezes_the_encoder_after_step_one(tmp_path, tiny_config):
+    metrics = run(tiny_config("model.steps=2", "train.schedule=joint", "train.step_iters=[2, 2]"))
     assert len(metrics["steps"]) == 2
     step1 = read_checkpoint(tmp_path / "step1" / "checkpoints" / "best.pt")["model"]
     joint = read_checkpoint(tmp_path / "joint" / "checkpoints" / "last.pt")["model"]
@@ -84,15 +65,16 @@ def test_joint_schedule_freezes_the_encoder_after_step_one(tmp_path):
     assert any(not torch.equal(step1[key], joint[key]) for key in step1 if key.startswith("steps.0."))
 
 
-def test_single_step_runs_need_their_predecessor(tmp_path):
+def test_single_step_runs_need_their_predecessor(tiny_config):
+    two_steps = ("model.steps=2", "train.step_iters=[2, 2]")
     with pytest.raises(ValueError, match="--step 2 needs phase 1 finished"):
-        run(tiny_config(tmp_path, "train.step_iters=[2, 2]"), step=2)
-    first = run(tiny_config(tmp_path, "train.step_iters=[2, 2]"), step=1)
+        run(tiny_config(*two_steps), step=2)
+    first = run(tiny_config(*two_steps), step=1)
     assert len(first["steps"]) == 1
-    second = run(tiny_config(tmp_path, "train.step_iters=[2, 2]"), step=2)
+    second = run(tiny_config(*two_steps), step=2)
     assert [entry["step"] for entry in second["steps"]] == [1, 2]
 
 
-def test_step_iters_must_match_the_schedule(tmp_path):
+def test_step_iters_must_match_the_schedule(tiny_config):
     with pytest.raises(ValueError, match="train.step_iters has 3 entries"):
-        run(tiny_config(tmp_path, "train.step_iters=[2, 2, 2]", "train.schedule=joint"))
+        run(tiny_config("model.steps=2", "train.step_iters=[2, 2, 2]", "train.schedule=joint"))

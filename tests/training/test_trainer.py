@@ -6,28 +6,10 @@ import pytest
 import torch
 
 from llamareg.commands.train import run
-from llamareg.config import load_config
 from llamareg.training.checkpoint import read_checkpoint
 
-TINY = [
-    "data.shape=[32, 32, 32]",
-    "data.num_train_subjects=4",
-    "data.num_val_subjects=3",
-    "data.num_val_pairs=2",
-    "model.base_channels=4",
-    "model.adapter_width=32",
-    "model.inner_adapter_width=32",
-    "train.val_every=2",
-    "train.log_every=1",
-]
-
-
-def tiny_config(out, *overrides):
-    return load_config("cpu-default", [*TINY, f"train.out={out}", *overrides])
-
-
-def test_run_writes_metrics_and_checkpoints(tmp_path):
-    metrics = run(tiny_config(tmp_path, "train.max_iters=4"))
+def test_run_writes_metrics_and_checkpoints(tmp_path, tiny_config):
+    metrics = run(tiny_config("train.max_iters=4"))
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["iterations"] == metrics["iterations"] == 4
     for key in ("val_dice_identity", "val_dice", "val_folding_pct", "wall_seconds", "val_sdlogj"):
@@ -43,11 +25,10 @@ def test_run_writes_metrics_and_checkpoints(tmp_path):
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
 
 
-def test_resumed_run_ends_in_the_same_state(tmp_path):
-    straight = tiny_config(tmp_path / "straight", "train.max_iters=4")
-    run(straight)
-    run(tiny_config(tmp_path / "split", "train.max_iters=2"))
-    run(tiny_config(tmp_path / "split", "train.max_iters=4"), resume=True)
+def test_resumed_run_ends_in_the_same_state(tmp_path, tiny_config):
+    run(tiny_config("train.max_iters=4", out=tmp_path / "straight"))
+    run(tiny_config("train.max_iters=2", out=tmp_path / "split"))
+    run(tiny_config("train.max_iters=4", out=tmp_path / "split"), resume=True)
     a = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = read_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
     assert a["iteration"] == b["iteration"] == 4
@@ -59,19 +40,19 @@ def test_resumed_run_ends_in_the_same_state(tmp_path):
     assert [h["dice"] for h in a["history"]] == [h["dice"] for h in b["history"]]
 
 
-def test_resume_refuses_another_architecture(tmp_path):
-    run(tiny_config(tmp_path, "train.max_iters=2"))
+def test_resume_refuses_another_architecture(tiny_config):
+    run(tiny_config("train.max_iters=2"))
     with pytest.raises(ValueError, match="model.base_channels"):
-        run(tiny_config(tmp_path, "train.max_iters=4", "model.base_channels=8"), resume=True)
+        run(tiny_config("train.max_iters=4", "model.base_channels=8"), resume=True)
 
 
-def test_resume_without_checkpoint_says_so(tmp_path):
+def test_resume_without_checkpoint_says_so(tiny_config):
     with pytest.raises(FileNotFoundError, match="last.pt does not exist"):
-        run(tiny_config(tmp_path, "train.max_iters=2"), resume=True)
+        run(tiny_config("train.max_iters=2"), resume=True)
 
 
-def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
-    run(tiny_config(tmp_path, "train.max_iters=2"))
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny_config):
+    run(tiny_config("train.max_iters=2"))
     path = tmp_path / "checkpoints" / "last.pt"
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(ValueError, match="corrupt"):
