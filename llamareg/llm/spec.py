@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["LlamaSpec", "check_tensor_shape", "rotary_interleaved_to_half_split"]
+__all__ = ["LlamaSpec", "check_tensor_shape", "rotary_interleaved_to_half_split", "qk_rows_to_half_split"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +99,10 @@ def rotary_interleaved_to_half_split(weight: torch.Tensor, num_heads: int) -> to
     if rows % (2 * num_heads):
         raise ValueError(f"cannot split {rows} projection rows into {num_heads} heads of even width")
     return weight.reshape(num_heads, rows // num_heads // 2, 2, columns).transpose(1, 2).reshape(rows, columns)
+
+
+def qk_rows_to_half_split(tensors: dict[str, torch.Tensor], spec: LlamaSpec) -> dict[str, torch.Tensor]:
+    """A layer's tensors (Hugging Face names) with q and k rows moved from the interleaved rotary layout
+    to Hugging Face's; shared by the Meta and GGUF readers."""
+    heads = {"self_attn.q_proj.weight": spec.num_attention_heads, "self_attn.k_proj.weight": spec.num_key_value_heads}
+    return {name: rotary_interleaved_to_half_split(t, heads[name]) if name in heads else t for name, t in tensors.items()}

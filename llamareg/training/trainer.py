@@ -146,7 +146,8 @@ class Trainer:
             # result, and its best checkpoint must never be worse than that.
             self.initial = self._validate()
             self.history.append({"iteration": 0, **self.initial})
-            self._keep_if_best(self.initial)
+            if self._record_best(self.initial):
+                save_checkpoint(self._payload(), self.checkpoint_dir / "best.pt")
         start = self.iteration * train.batch_size
         batches = self._loader(Subset(self.train_pairs, range(start, train.max_iters * train.batch_size)), train.batch_size)
         step_seconds = 0.0
@@ -167,16 +168,21 @@ class Trainer:
                     self._validate_and_checkpoint()
         return self._write_metrics(step_seconds / max(steps_done, 1))
 
-    def _keep_if_best(self, result: dict[str, Any]) -> None:
-        if result["dice"] > self.best_dice:
-            self.best_dice, self.best_iteration = result["dice"], self.iteration
-            save_checkpoint(self._payload(), self.checkpoint_dir / "best.pt")
+    def _record_best(self, result: dict[str, Any]) -> bool:
+        """Note ``result`` as the best so far if its Dice is higher; returns whether it was."""
+        if result["dice"] <= self.best_dice:
+            return False
+        self.best_dice, self.best_iteration = result["dice"], self.iteration
+        return True
 
     def _validate_and_checkpoint(self) -> None:
         result = self._validate()
         self.history.append({"iteration": self.iteration, **result})
-        self._keep_if_best(result)
-        save_checkpoint(self._payload(), self.checkpoint_dir / "last.pt")
+        improved = self._record_best(result)
+        payload = self._payload()  # one snapshot for both files
+        if improved:
+            save_checkpoint(payload, self.checkpoint_dir / "best.pt")
+        save_checkpoint(payload, self.checkpoint_dir / "last.pt")
 
     def _peak_memory_mb(self) -> float:
         """Peak CUDA memory allocated in this fit, or on the CPU the process's peak resident memory."""

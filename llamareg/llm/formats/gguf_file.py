@@ -9,7 +9,7 @@ import torch
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-from llamareg.llm.spec import LlamaSpec, check_tensor_shape, rotary_interleaved_to_half_split
+from llamareg.llm.spec import LlamaSpec, check_tensor_shape, qk_rows_to_half_split
 
 __all__ = ["GGUFLlamaReader"]
 
@@ -88,10 +88,7 @@ class GGUFLlamaReader:
     def layer_tensors(self, index: int) -> dict[str, torch.Tensor]:
         shapes = self.spec.layer_parameter_shapes()
         tensors = {hf: self._take(f"blk.{index}.{gguf}", shapes[hf]) for hf, gguf in GGUF_LAYER_NAMES.items()}
-        for name, heads in (("self_attn.q_proj.weight", self.spec.num_attention_heads),
-                            ("self_attn.k_proj.weight", self.spec.num_key_value_heads)):
-            tensors[name] = rotary_interleaved_to_half_split(tensors[name], heads)
-        return tensors
+        return qk_rows_to_half_split(tensors, self.spec)
 
     def final_norm_weight(self) -> torch.Tensor:
         return self._take("output_norm.weight", (self.spec.hidden_size,))

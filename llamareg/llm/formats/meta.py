@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from llamareg.llm.spec import LlamaSpec, check_tensor_shape, rotary_interleaved_to_half_split
+from llamareg.llm.spec import LlamaSpec, check_tensor_shape, qk_rows_to_half_split
 
 __all__ = ["MetaReader"]
 
@@ -82,10 +82,7 @@ class MetaReader:
     def layer_tensors(self, index: int) -> dict[str, torch.Tensor]:
         shapes = self.spec.layer_parameter_shapes()
         tensors = {hf: self._take(f"layers.{index}.{meta}", shapes[hf]) for hf, meta in META_LAYER_NAMES.items()}
-        for name, heads in (("self_attn.q_proj.weight", self.spec.num_attention_heads),
-                            ("self_attn.k_proj.weight", self.spec.num_key_value_heads)):
-            tensors[name] = rotary_interleaved_to_half_split(tensors[name], heads)
-        return tensors
+        return qk_rows_to_half_split(tensors, self.spec)
 
     def final_norm_weight(self) -> torch.Tensor:
         return self._take("norm.weight", (self.spec.hidden_size,))
