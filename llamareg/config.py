@@ -98,11 +98,15 @@ class DataConfig:
     """Where training and validation pairs come from.
 
     Attributes:
-        source: ``embedded`` (pairs synthesised from the MNI152 template shipped with nilearn).
-        shape: Volume shape (D, H, W); each side divisible by 16. Also sets the positional grid.
+        source: ``embedded`` (pairs synthesised from the MNI152 template shipped with nilearn) or the
+            path of a shard folder written by ``data_tools/build_shards.py`` (volumes streamed from
+            its shards, validation on its ``eval_pairs.json``).
+        shape: Volume shape (D, H, W); each side divisible by 16. Also sets the positional grid. A
+            shard folder's volumes must have this shape (its manifest says which).
         num_train_subjects: Synthetic training subjects (embedded source).
         num_val_subjects: Held-out synthetic subjects for validation (embedded source).
-        num_val_pairs: Fixed validation pairs drawn from the held-out subjects.
+        num_val_pairs: Fixed validation pairs drawn from the held-out subjects; for a shard folder,
+            the first this many pairs of its ``eval_pairs.json``.
         spacing_mm: Isotropic voxel spacing the template is resampled to (embedded source).
         max_displacement: Largest synthetic displacement in voxels (embedded source).
         control_spacing: Voxels between the random velocity control points (embedded source):
@@ -110,6 +114,8 @@ class DataConfig:
         seed: Seed of the synthetic subjects; kept apart from ``train.seed`` so that runs with
             different training seeds are compared on the same data.
         num_workers: DataLoader worker processes.
+        shuffle_buffer: Shard folders: volumes each DataLoader worker holds to draw training pairs
+            from; larger mixes better and takes more memory.
     """
 
     source: str = "embedded"
@@ -122,6 +128,7 @@ class DataConfig:
     control_spacing: int = 16
     seed: int = 0
     num_workers: int = 0
+    shuffle_buffer: int = 16
 
 
 @dataclass
@@ -165,6 +172,25 @@ class TrainConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """MLflow tracking: one run per training run, one nested child run per cascade phase.
+
+    Attributes:
+        enabled: Whether to log to MLflow at all (only rank 0 logs).
+        uri: Tracking URI; empty means ``MLFLOW_TRACKING_URI`` if set, else a sqlite file
+            ``<train.out>/mlflow.db`` with artifacts in ``<train.out>/mlartifacts``.
+        experiment: Experiment name; runs of different configs in one experiment compare side by side.
+        log_checkpoint: Copy the best checkpoint into the run's artifacts (otherwise only its path is
+            recorded, as a tag: a LLaMA-2-7B run's adapters alone are hundreds of MB).
+    """
+
+    enabled: bool = True
+    uri: str = ""
+    experiment: str = "llamareg"
+    log_checkpoint: bool = False
+
+
+@dataclass
 class Config:
     """Everything one run needs; see the section classes for each key."""
 
@@ -173,6 +199,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON-serialisable, and safe for ``torch.load(weights_only=True)``)."""
@@ -332,6 +359,12 @@ def validate(config: Config) -> None:
     shape = config.data.shape
     if len(shape) != 3 or any(s <= 0 or s % 16 for s in shape):
         raise ValueError(f"data.shape must be three positive sizes divisible by 16, got {shape}")
+    if not config.data.source:
+        raise ValueError("data.source must be 'embedded' or the path of a shard folder, got an empty string")
+    if config.data.num_workers < 0:
+        raise ValueError(f"data.num_workers must be >= 0, got {config.data.num_workers}")
+    if config.data.shuffle_buffer < 2:
+        raise ValueError(f"data.shuffle_buffer must be >= 2 (a pair needs two volumes), got {config.data.shuffle_buffer}")
     if config.model.flow_combination not in ("compose", "add"):
         raise ValueError(f"model.flow_combination must be 'compose' or 'add', got '{config.model.flow_combination}'")
     if config.model.token_block not in ("llm", "vit"):

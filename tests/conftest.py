@@ -36,6 +36,8 @@ TINY_RUN = [
     "model.inner_adapter_width=32",
     "train.val_every=2",
     "train.log_every=1",
+    # MLflow costs seconds per run (store creation); tests/tracking turn it on.
+    "tracking.enabled=false",
 ]
 
 

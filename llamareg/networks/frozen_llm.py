@@ -19,6 +19,7 @@ class FrozenLLM(nn.Module):
         calls: Number of calls.
         source: Where the layers came from (recorded in checkpoints).
         fingerprint: Hash of the loaded tensors, so a checkpoint can check it is reused with the same LLM.
+        layer_indices: The layers' indices in the source model (recorded with the run).
     """
 
     def __init__(
@@ -28,6 +29,7 @@ class FrozenLLM(nn.Module):
         calls: int,
         source: str = "unknown",
         fingerprint: str = "",
+        layer_indices: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         if calls < 1 or len(layers) == 0:
@@ -37,6 +39,7 @@ class FrozenLLM(nn.Module):
         self.calls = calls
         self.source = source
         self.fingerprint = fingerprint
+        self.layer_indices = tuple(layer_indices)
         self.requires_grad_(False)
         self.eval()
 

@@ -181,6 +181,7 @@ def build_token_block(config: Config) -> nn.Module:
         config.llm.calls,
         source=loaded.source,
         fingerprint=loaded.fingerprint,
+        layer_indices=loaded.layer_indices,
     )
     if config.llm.lora_rank:
         add_lora(llm, config.llm.lora_rank, config.llm.lora_alpha, config.llm.lora_dropout, config.llm.lora_targets)

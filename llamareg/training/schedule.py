@@ -17,6 +17,7 @@ from llamareg.config import Config
 from llamareg.data.factory import build_pair_datasets
 from llamareg.networks.llamareg import build_model
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
+from llamareg.tracking import TrainingRun, open_training_run
 from llamareg.training.trainer import Trainer
 
 STEP_SUMMARY_KEYS = ("val_dice", "val_dice_best", "val_folding_pct", "val_sdlogj", "iterations",
@@ -80,12 +81,17 @@ def _finished(phase: Phase) -> dict[str, Any] | None:
     return metrics if metrics.get("iterations") == phase.iterations else None
 
 
-def run_schedule(config: Config, resume: bool = False, only_phase: int | None = None) -> dict[str, Any]:
+def run_schedule(
+    config: Config, resume: bool = False, only_phase: int | None = None, extra_params: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Train every phase of the schedule (or only ``only_phase``) and write the run's metrics.
 
     Each phase after the first starts from the previous phase's best checkpoint. With ``resume``,
     finished phases are kept and an interrupted one continues from its ``last.pt``. The final model,
     one checkpoint holding every step, is ``<out>/checkpoints/best.pt``.
+
+    The whole run is one MLflow run (see ``config.tracking``) and, for a cascade, each phase a nested
+    child run; ``extra_params`` (e.g. the DeepSpeed config) are logged with the resolved config.
     """
     phases = plan_phases(config)
     if only_phase is not None and not 1 <= only_phase <= len(phases):
@@ -94,6 +100,26 @@ def run_schedule(config: Config, resume: bool = False, only_phase: int | None = 
         raise FileNotFoundError(
             f"--resume: {phases[0].out / 'checkpoints' / 'last.pt'} does not exist; start without --resume or point --out at an earlier run"
         )
+    run = open_training_run(config.tracking, config.train.out, config.name, resume or only_phase is not None)
+    try:
+        metrics = _run_phases(config, phases, resume, only_phase, run, extra_params or {})
+    except BaseException:
+        run.finish(failed=True)
+        raise
+    run.finish()
+    return metrics
+
+
+def _run_phases(
+    config: Config, phases: list[Phase], resume: bool, only_phase: int | None, run: TrainingRun, extra_params: dict[str, Any]
+) -> dict[str, Any]:
+    out = Path(config.train.out)
+    run.log_params({**config.to_dict(), **extra_params})
+    if run.enabled:
+        config_file = out / "config.yaml"
+        with atomic_output(config_file) as temporary:
+            temporary.write_text(config.to_yaml())
+        run.log_artifact(config_file)
     longest = dataclasses.replace(config, train=dataclasses.replace(config.train, max_iters=max(p.iterations for p in phases)))
     datasets = functools.cache(lambda: build_pair_datasets(longest))  # built once, after the first model
     summaries: list[dict[str, Any]] = []
@@ -105,19 +131,31 @@ def run_schedule(config: Config, resume: bool = False, only_phase: int | None = 
         done = _finished(phase) if (resume or earlier) else None
         if earlier and done is None:
             raise ValueError(f"--step {only_phase} needs phase {phase.number} finished first ({phase.out}/metrics.json)")
-        metrics = done if done is not None else _train_phase(config, phase, phases, datasets, resume)
+        if done is None:
+            phase_run = run if len(phases) == 1 else run.child(f"step{phase.number}", phase.out, resume)
+            metrics = _train_phase(config, phase, phases, datasets, resume, phase_run)
+            if phase_run is not run:
+                phase_run.finish()
+        else:
+            metrics = done
         summaries.append({"step": phase.number, **{key: metrics.get(key) for key in STEP_SUMMARY_KEYS}})
-    out = Path(config.train.out)
+        if len(phases) > 1:
+            run.log_metrics({"val_dice_best": metrics.get("val_dice_best"), "val_folding_pct": metrics.get("val_folding_pct")}, phase.number)
     if len(phases) > 1:
         final = phases[len(summaries) - 1]
         with atomic_output(out / "checkpoints" / "best.pt") as temporary:
             shutil.copyfile(final.out / "checkpoints" / "best.pt", temporary)
     metrics = {**metrics, "name": config.name, "schedule": config.train.schedule, "steps": summaries}
     write_json(out / "metrics.json", metrics)
+    if len(phases) > 1:
+        run.log_artifact(out / "metrics.json")
+        run.set_tags({"best_checkpoint": (out / "checkpoints" / "best.pt").resolve()})
     return metrics
 
 
-def _train_phase(config: Config, phase: Phase, phases: list[Phase], datasets: Callable, resume: bool) -> dict[str, Any]:
+def _train_phase(
+    config: Config, phase: Phase, phases: list[Phase], datasets: Callable, resume: bool, run: TrainingRun
+) -> dict[str, Any]:
     phase_config = _phase_config(config, phase)
     torch.manual_seed(config.train.seed + phase.number - 1)
     model = build_model(phase_config)  # before the data: a bad LLM source fails fast
@@ -128,7 +166,10 @@ def _train_phase(config: Config, phase: Phase, phases: list[Phase], datasets: Ca
         new_steps = tuple(f"steps.{i}." for i in range(previous.model_steps, phase.model_steps))
         load_model_state(model, read_checkpoint(path), str(path), new_prefixes=new_steps)
     model.train_only(set(phase.trainable), shared=phase.shared_trains)
-    trainer = Trainer(phase_config, model, train_pairs, val_pairs)
+    run.log_params({"phase": phase.number, "trainable_steps": sorted(i + 1 for i in phase.trainable),
+                    "llm_layer_indices": list(getattr(model.llm, "layer_indices", ())), **model.parameter_counts()})
+    run.set_tags({"llm_source": config.llm.source, "llm_fingerprint": getattr(model.llm, "fingerprint", "")})
+    trainer = Trainer(phase_config, model, train_pairs, val_pairs, run)
     if resume and (phase.out / "checkpoints" / "last.pt").is_file():
         trainer.resume()
     return trainer.fit()

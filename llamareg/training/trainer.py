@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import resource
 import time
@@ -9,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from tqdm import tqdm
 
 from llamareg.atomic import write_json
 from llamareg.config import Config
 from llamareg.networks.llamareg import LLaMAReg
+from llamareg.tracking import TrainingRun, plot_training_curves
 from llamareg.training.checkpoint import load_model_state, read_checkpoint, save_checkpoint, trainable_state
 from llamareg.training.objective import MultiScaleObjective
 from llamareg.training.precision import Precision
@@ -41,13 +43,17 @@ class Trainer:
     Args:
         config: The run's configuration; ``config.train`` drives the loop.
         model: The model; only its parameters with ``requires_grad`` are optimised.
-        train_pairs: Dataset of training pairs with at least ``max_iters * batch_size`` items.
+        train_pairs: Dataset of training pairs with at least ``max_iters * batch_size`` items, or a
+            stream of them (an ``IterableDataset``, e.g. from shards), of which that many are taken.
         val_pairs: Dataset of fixed validation pairs.
+        run: The MLflow run to log loss terms, validation metrics and artifacts to (none by default).
     """
 
-    def __init__(self, config: Config, model: LLaMAReg, train_pairs: Dataset, val_pairs: Dataset) -> None:
+    def __init__(
+        self, config: Config, model: LLaMAReg, train_pairs: Dataset, val_pairs: Dataset, run: TrainingRun | None = None
+    ) -> None:
         needed = config.train.max_iters * config.train.batch_size
-        if len(train_pairs) < needed:
+        if not isinstance(train_pairs, IterableDataset) and len(train_pairs) < needed:
             raise ValueError(f"train_pairs has {len(train_pairs)} items but max_iters x batch_size needs {needed}")
         self.config = config
         self.out = Path(config.train.out)
@@ -59,6 +65,7 @@ class Trainer:
         self.scaler = self.precision.grad_scaler()
         self.train_pairs = train_pairs
         self.val_pairs = val_pairs
+        self.run = run or TrainingRun()
         self.iteration = 0
         self.best_dice = -math.inf
         self.best_iteration = 0
@@ -116,6 +123,19 @@ class Trainer:
     def _loader(self, items: Dataset, batch_size: int) -> DataLoader:
         return DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=self.config.data.num_workers)
 
+    def _training_batches(self, start: int) -> Any:
+        """The batches from training example ``start`` on, up to ``max_iters``.
+
+        A map-style dataset resumes exactly at ``start``. A stream cannot seek: one with a
+        ``starting_at`` method is reseeded by ``start`` (reproducible, but other pairs than an
+        uninterrupted run); any other stream is read from its beginning.
+        """
+        train = self.config.train
+        if not isinstance(self.train_pairs, IterableDataset):
+            return self._loader(Subset(self.train_pairs, range(start, train.max_iters * train.batch_size)), train.batch_size)
+        stream = self.train_pairs.starting_at(start) if hasattr(self.train_pairs, "starting_at") else self.train_pairs
+        return itertools.islice(self._loader(stream, train.batch_size), train.max_iters - self.iteration)
+
     def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         moving, fixed = batch["moving"].to(self.device), batch["fixed"].to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
@@ -146,10 +166,11 @@ class Trainer:
             # result, and its best checkpoint must never be worse than that.
             self.initial = self._validate()
             self.history.append({"iteration": 0, **self.initial})
+            self._log_validation(self.initial)
             if self._record_best(self.initial):
                 save_checkpoint(self._payload(), self.checkpoint_dir / "best.pt")
         start = self.iteration * train.batch_size
-        batches = self._loader(Subset(self.train_pairs, range(start, train.max_iters * train.batch_size)), train.batch_size)
+        batches = self._training_batches(start)
         step_seconds = 0.0
         steps_done = 0
         progress = tqdm(total=train.max_iters, initial=self.iteration, desc=self.config.name, unit="it", dynamic_ncols=True)
@@ -163,6 +184,7 @@ class Trainer:
                 progress.update(1)
                 if self.iteration % train.log_every == 0 or self.iteration == train.max_iters:
                     self.losses.append({"iteration": self.iteration, **terms})
+                    self.run.log_metrics({**terms, "seconds_per_iteration": step_seconds / steps_done}, self.iteration)
                     progress.set_postfix(loss=f"{terms['loss']:.4g}", best_dice=f"{max(self.best_dice, 0):.3f}")
                 if self.iteration % train.val_every == 0 or self.iteration == train.max_iters:
                     self._validate_and_checkpoint()
@@ -178,11 +200,19 @@ class Trainer:
     def _validate_and_checkpoint(self) -> None:
         result = self._validate()
         self.history.append({"iteration": self.iteration, **result})
+        self._log_validation(result)
         improved = self._record_best(result)
         payload = self._payload()  # one snapshot for both files
         if improved:
             save_checkpoint(payload, self.checkpoint_dir / "best.pt")
         save_checkpoint(payload, self.checkpoint_dir / "last.pt")
+
+    def _log_validation(self, result: dict[str, Any]) -> None:
+        self.run.log_metrics(
+            {"val_dice": result["dice"], "val_dice_identity": result["dice_identity"], "val_folding_pct": result["folding_pct"],
+             "val_sdlogj": result["sdlogj"], **{f"val_dice_label_{k}": v for k, v in result["dice_per_label"].items()}},
+            self.iteration,
+        )
 
     def _peak_memory_mb(self) -> float:
         """Peak CUDA memory allocated in this fit, or on the CPU the process's peak resident memory."""
@@ -216,4 +246,18 @@ class Trainer:
             "losses": self.losses,
         }
         write_json(self.out / "metrics.json", metrics)
+        self._log_outcome(metrics)
         return metrics
+
+    def _log_outcome(self, metrics: dict[str, Any]) -> None:
+        """Final figures, metrics.json, the training-curve figure and the best checkpoint (or its path)."""
+        if not self.run.enabled:
+            return
+        self.run.log_metrics({key: metrics[key] for key in ("val_dice_best", "train_seconds_per_iteration", "peak_memory_mb",
+                                                             "wall_seconds")}, self.iteration)
+        self.run.log_artifact(self.out / "metrics.json")
+        self.run.log_artifact(plot_training_curves(metrics, self.out / "training_curves.png"))
+        best = self.checkpoint_dir / "best.pt"
+        self.run.set_tags({"best_checkpoint": best.resolve()})
+        if self.config.tracking.log_checkpoint:
+            self.run.log_artifact(best, "checkpoints")
