@@ -138,7 +138,8 @@ class TrainConfig:
     Attributes:
         out: Output folder (metrics.json, checkpoints/).
         max_iters: Training iterations.
-        batch_size: Pairs per iteration (paper: 1).
+        batch_size: Pairs per iteration and rank (paper: 1).
+        grad_accumulation: Batches whose gradients add up to one optimizer step (one iteration).
         lr: Adam learning rate (paper: 1e-4).
         similarity: ``mse`` (paper) or ``ncc`` (local normalised cross-correlation).
         reg_weight: Diffusion regulariser weight lambda (paper: 0.04 knee, 0.02 brain).
@@ -158,6 +159,7 @@ class TrainConfig:
     out: str = "runs/default"
     max_iters: int = 600
     batch_size: int = 1
+    grad_accumulation: int = 1
     lr: float = 1e-4
     similarity: str = "mse"
     reg_weight: float = 0.04
@@ -383,7 +385,7 @@ def validate(config: Config) -> None:
         raise ValueError(f"train.device must be auto, cpu or cuda, got '{config.train.device}'")
     if len(config.train.scale_weights) != 3:
         raise ValueError(f"train.scale_weights needs three weights (1/4, 1/2, full), got {config.train.scale_weights}")
-    for key in ("max_iters", "batch_size", "val_every", "log_every"):
+    for key in ("max_iters", "batch_size", "grad_accumulation", "val_every", "log_every"):
         if getattr(config.train, key) < 1:
             raise ValueError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
     if config.model.base_channels < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -22,9 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (train.out)")
     parser.add_argument("--max-iters", type=int, help="training iterations (train.max_iters)")
     parser.add_argument("--seed", type=int, help="seed of initialisation and pair sampling (train.seed)")
+    parser.add_argument("--data", metavar="SHARD_DIR", help="shard folder from data_tools/build_shards.py (data.source; default: the embedded data)")
     parser.add_argument("--llm", help="LLM source (llm.source): HF folder, Meta folder, .gguf file, smollm2-135m, random:llama-2-7b")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt (cascades: keep finished steps)")
     parser.add_argument("--step", type=int, help="cascade: run (or with --resume, continue) only this phase of the schedule")
+    parser.add_argument("--ds", metavar="DS_CONFIG", help="train under DeepSpeed with this JSON config (ds_configs/zero2.json, ...); "
+                        "launch with `deepspeed launch/train.py --ds ...` for several ranks")
+    # The deepspeed launcher appends --local_rank=N; the rank is read from the environment instead.
+    parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     return parser
@@ -32,16 +38,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace) -> Config:
     """The preset or file, then the named flags, then the free ``key=value`` overrides."""
-    flags = {"train.out": args.out, "train.max_iters": args.max_iters, "train.seed": args.seed, "llm.source": args.llm}
+    flags = {"train.out": args.out, "train.max_iters": args.max_iters, "train.seed": args.seed, "llm.source": args.llm,
+             "data.source": args.data}
     named = [f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in flags.items() if value is not None]
     return load_config(args.config, [*named, *args.overrides])
 
 
-def run(config: Config, resume: bool = False, step: int | None = None) -> dict:
-    """Train the schedule ``config`` describes (one phase for a one-step model); returns the metrics written."""
+def run(config: Config, resume: bool = False, step: int | None = None, ds: str | None = None) -> dict:
+    """Train the schedule ``config`` describes (one phase for a one-step model); returns the metrics written.
+
+    With ``ds`` (a DeepSpeed JSON config) this process joins the launcher's process group and trains
+    with a DeepSpeed engine; the group is shut down cleanly afterwards.
+    """
     from llamareg.training.schedule import run_schedule
 
-    return run_schedule(config, resume=resume, only_phase=step)
+    if ds is None:
+        return run_schedule(config, resume=resume, only_phase=step)
+    import torch
+
+    from llamareg.distributed import init_distributed, load_deepspeed_config
+    from llamareg.training.trainer import resolve_device
+
+    device_type = resolve_device(config.train.device).type
+    context = init_distributed(device_type)
+    try:
+        ds_config, config = load_deepspeed_config(ds, config, context.world_size, device_type)
+        return run_schedule(config, resume=resume, only_phase=step, ds_config=ds_config, context=context)
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,10 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.print_config:
             print(config.to_yaml(), end="")
             return 0
-        metrics = run(config, resume=args.resume, step=args.step)
+        metrics = run(config, resume=args.resume, step=args.step, ds=args.ds)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # rank 0 reports
     print(
         f"{config.name}: validation Dice {metrics['val_dice_identity']:.4f} (identity) -> {metrics['val_dice']:.4f} "
         f"after {metrics['iterations']} iterations (best {metrics['val_dice_best']:.4f} at {metrics['best_iteration']}), "

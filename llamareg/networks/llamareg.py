@@ -10,6 +10,7 @@ from llamareg.networks.decoder import MultiScaleDecoder
 from llamareg.networks.encoder import DualStreamEncoder
 from llamareg.networks.flow_fields import FlowFieldRules
 from llamareg.llm import load_llama_layers
+from llamareg.llm.loader import open_reader
 from llamareg.networks.frozen_llm import FrozenLLM
 from llamareg.networks.lora import add_lora
 from llamareg.networks.token_pathway import TokenPathway
@@ -161,13 +162,21 @@ def _check_shape(shape: tuple[int, ...], what: str) -> None:
         raise ValueError(f"{what} must be three sizes divisible by {TOKEN_STRIDE}, got {shape}; crop or pad the volumes")
 
 
+def check_llm_source(config: Config) -> None:
+    """Fail fast, before any output is written, when the configured LLM cannot be opened."""
+    if config.model.token_block != "llm":
+        return
+    if not config.llm.source:
+        raise ValueError(f"preset '{config.name}' needs an LLM: pass --llm PATH (HF folder, Meta folder, .gguf) or --llm random:llama-2-7b")
+    open_reader(config.llm.source, config.train.seed)
+
+
 def build_token_block(config: Config) -> nn.Module:
     """The block between Adapter0 and the output adapters: the pretrained LLM layers (frozen, or with
     LoRA when ``llm.lora_rank`` > 0), or trainable ViT blocks for the ablation."""
     if config.model.token_block == "vit":
         return ViTBlocks(config.model.vit_width, config.model.vit_heads, config.model.vit_depth)
-    if not config.llm.source:
-        raise ValueError(f"preset '{config.name}' needs an LLM: pass --llm PATH (HF folder, Meta folder, .gguf) or --llm random:llama-2-7b")
+    check_llm_source(config)
     loaded = load_llama_layers(
         config.llm.source,
         config.llm.layers,

@@ -18,5 +18,6 @@ def image_pyramid(image: torch.Tensor, levels: int = 3) -> list[torch.Tensor]:
     """
     pyramid = [image]
     for _ in range(levels - 1):
-        pyramid.insert(0, F.avg_pool3d(pyramid[0], 2))
+        # Pooled in fp32: the CPU has no fp16 avg_pool3d (DeepSpeed fp16 runs the model in half).
+        pyramid.insert(0, F.avg_pool3d(pyramid[0].float(), 2).to(image.dtype))
     return pyramid

@@ -15,9 +15,11 @@ import torch
 from llamareg.atomic import atomic_output, write_json
 from llamareg.config import Config
 from llamareg.data.factory import build_pair_datasets
-from llamareg.networks.llamareg import build_model
+from llamareg.distributed.context import DistributedContext
+from llamareg.networks.llamareg import build_model, check_llm_source
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
 from llamareg.tracking import TrainingRun, open_training_run
+from llamareg.training.optimization import resume_point_exists
 from llamareg.training.trainer import Trainer
 
 STEP_SUMMARY_KEYS = ("val_dice", "val_dice_best", "val_folding_pct", "val_sdlogj", "iterations",
@@ -82,7 +84,11 @@ def _finished(phase: Phase) -> dict[str, Any] | None:
 
 
 def run_schedule(
-    config: Config, resume: bool = False, only_phase: int | None = None, extra_params: dict[str, Any] | None = None
+    config: Config,
+    resume: bool = False,
+    only_phase: int | None = None,
+    ds_config: dict[str, Any] | None = None,
+    context: DistributedContext = DistributedContext(),
 ) -> dict[str, Any]:
     """Train every phase of the schedule (or only ``only_phase``) and write the run's metrics.
 
@@ -91,18 +97,20 @@ def run_schedule(
     one checkpoint holding every step, is ``<out>/checkpoints/best.pt``.
 
     The whole run is one MLflow run (see ``config.tracking``) and, for a cascade, each phase a nested
-    child run; ``extra_params`` (e.g. the DeepSpeed config) are logged with the resolved config.
+    child run. With ``ds_config`` every phase trains with a DeepSpeed engine on ``context``'s ranks
+    (the DeepSpeed config is logged too); rank 0 alone writes metrics and exported checkpoints.
     """
     phases = plan_phases(config)
     if only_phase is not None and not 1 <= only_phase <= len(phases):
         raise ValueError(f"--step {only_phase} is out of range: this schedule has phases 1..{len(phases)}")
-    if resume and not any((p.out / "checkpoints" / "last.pt").is_file() for p in phases):
+    if resume and not any(resume_point_exists(p.out / "checkpoints") for p in phases):
         raise FileNotFoundError(
-            f"--resume: {phases[0].out / 'checkpoints' / 'last.pt'} does not exist; start without --resume or point --out at an earlier run"
+            f"--resume: {phases[0].out / 'checkpoints'} holds no checkpoint to resume; start without --resume or point --out at an earlier run"
         )
+    check_llm_source(config)  # before the tracking run creates the output folder
     run = open_training_run(config.tracking, config.train.out, config.name, resume or only_phase is not None)
     try:
-        metrics = _run_phases(config, phases, resume, only_phase, run, extra_params or {})
+        metrics = _run_phases(config, phases, resume, only_phase, run, ds_config, context)
     except BaseException:
         run.finish(failed=True)
         raise
@@ -111,16 +119,26 @@ def run_schedule(
 
 
 def _run_phases(
-    config: Config, phases: list[Phase], resume: bool, only_phase: int | None, run: TrainingRun, extra_params: dict[str, Any]
+    config: Config,
+    phases: list[Phase],
+    resume: bool,
+    only_phase: int | None,
+    run: TrainingRun,
+    ds_config: dict[str, Any] | None,
+    context: DistributedContext,
 ) -> dict[str, Any]:
     out = Path(config.train.out)
-    run.log_params({**config.to_dict(), **extra_params})
+    run.log_params({**config.to_dict(), "ranks": context.world_size, "deepspeed": ds_config is not None})
+    if ds_config is not None:
+        run.log_dict(ds_config, "ds_config.json")
     if run.enabled:
         config_file = out / "config.yaml"
         with atomic_output(config_file) as temporary:
             temporary.write_text(config.to_yaml())
         run.log_artifact(config_file)
-    longest = dataclasses.replace(config, train=dataclasses.replace(config.train, max_iters=max(p.iterations for p in phases)))
+    # Enough pairs for the longest phase on every rank: iterations x accumulation x ranks batches.
+    batches = max(p.iterations for p in phases) * config.train.grad_accumulation * context.world_size
+    longest = dataclasses.replace(config, train=dataclasses.replace(config.train, max_iters=batches))
     datasets = functools.cache(lambda: build_pair_datasets(longest))  # built once, after the first model
     summaries: list[dict[str, Any]] = []
     metrics: dict[str, Any] = {}
@@ -133,7 +151,7 @@ def _run_phases(
             raise ValueError(f"--step {only_phase} needs phase {phase.number} finished first ({phase.out}/metrics.json)")
         if done is None:
             phase_run = run if len(phases) == 1 else run.child(f"step{phase.number}", phase.out, resume)
-            metrics = _train_phase(config, phase, phases, datasets, resume, phase_run)
+            metrics = _train_phase(config, phase, phases, datasets, resume, phase_run, ds_config, context)
             if phase_run is not run:
                 phase_run.finish()
         else:
@@ -141,12 +159,14 @@ def _run_phases(
         summaries.append({"step": phase.number, **{key: metrics.get(key) for key in STEP_SUMMARY_KEYS}})
         if len(phases) > 1:
             run.log_metrics({"val_dice_best": metrics.get("val_dice_best"), "val_folding_pct": metrics.get("val_folding_pct")}, phase.number)
-    if len(phases) > 1:
+    if len(phases) > 1 and context.is_main:
         final = phases[len(summaries) - 1]
         with atomic_output(out / "checkpoints" / "best.pt") as temporary:
             shutil.copyfile(final.out / "checkpoints" / "best.pt", temporary)
     metrics = {**metrics, "name": config.name, "schedule": config.train.schedule, "steps": summaries}
-    write_json(out / "metrics.json", metrics)
+    if context.is_main:
+        write_json(out / "metrics.json", metrics)
+    context.barrier()
     if len(phases) > 1:
         run.log_artifact(out / "metrics.json")
         run.set_tags({"best_checkpoint": (out / "checkpoints" / "best.pt").resolve()})
@@ -154,7 +174,14 @@ def _run_phases(
 
 
 def _train_phase(
-    config: Config, phase: Phase, phases: list[Phase], datasets: Callable, resume: bool, run: TrainingRun
+    config: Config,
+    phase: Phase,
+    phases: list[Phase],
+    datasets: Callable,
+    resume: bool,
+    run: TrainingRun,
+    ds_config: dict[str, Any] | None,
+    context: DistributedContext,
 ) -> dict[str, Any]:
     phase_config = _phase_config(config, phase)
     torch.manual_seed(config.train.seed + phase.number - 1)
@@ -169,7 +196,7 @@ def _train_phase(
     run.log_params({"phase": phase.number, "trainable_steps": sorted(i + 1 for i in phase.trainable),
                     "llm_layer_indices": list(getattr(model.llm, "layer_indices", ())), **model.parameter_counts()})
     run.set_tags({"llm_source": config.llm.source, "llm_fingerprint": getattr(model.llm, "fingerprint", "")})
-    trainer = Trainer(phase_config, model, train_pairs, val_pairs, run)
-    if resume and (phase.out / "checkpoints" / "last.pt").is_file():
+    trainer = Trainer(phase_config, model, train_pairs, val_pairs, run, ds_config, context)
+    if resume and resume_point_exists(phase.out / "checkpoints"):
         trainer.resume()
     return trainer.fit()

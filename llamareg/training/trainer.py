@@ -1,4 +1,4 @@
-"""The training loop: Adam, mixed precision, periodic validation, best/last checkpoints, resume."""
+"""The training loop: one process or DeepSpeed ranks, periodic validation, best/last checkpoints, resume."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import resource
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
@@ -15,54 +15,91 @@ from tqdm import tqdm
 
 from llamareg.atomic import write_json
 from llamareg.config import Config
+from llamareg.distributed.context import DistributedContext
 from llamareg.networks.llamareg import LLaMAReg
 from llamareg.tracking import TrainingRun, plot_training_curves
-from llamareg.training.checkpoint import load_model_state, read_checkpoint, save_checkpoint, trainable_state
 from llamareg.training.objective import MultiScaleObjective
-from llamareg.training.precision import Precision
-from llamareg.training.validation import evaluate
+from llamareg.training.optimization import DeepSpeedOptimization, LocalOptimization
+from llamareg.training.validation import evaluate_pairs, summarize
 
 # Config sections that fix the architecture and the data; a resumed run must not change them.
 RESUME_FIXED_SECTIONS = ("llm", "model", "data")
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, context: DistributedContext = DistributedContext()) -> torch.device:
+    """``train.device`` as a torch device; a rank on a GPU machine takes the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
-    return torch.device(name)
+    return torch.device("cuda", context.local_rank) if name == "cuda" else torch.device(name)
+
+
+def rank_examples(start_iteration: int, iterations: int, batch: int, accumulation: int, context: DistributedContext) -> list[int]:
+    """The training examples one rank takes, in order, for iterations ``start_iteration..iterations-1``.
+
+    Iteration t covers the global examples ``t*G .. (t+1)*G - 1`` (G = batch x accumulation x ranks);
+    micro-batch m of rank r is the slice ``(m * ranks + r) * batch`` of it. With one rank and no
+    accumulation, example i is simply iteration ``i // batch``.
+
+    Example:
+        >>> rank_examples(0, 2, batch=1, accumulation=1, context=DistributedContext(rank=1, world_size=2))
+        [1, 3]
+    """
+    ranks, per_iteration = context.world_size, batch * accumulation * context.world_size
+    return [
+        t * per_iteration + (m * ranks + context.rank) * batch + b
+        for t in range(start_iteration, iterations)
+        for m in range(accumulation)
+        for b in range(batch)
+    ]
 
 
 class Trainer:
     """Trains one model on a pair dataset and validates it on fixed held-out pairs.
 
-    Pair ``i`` of ``train_pairs`` is the sample of training example ``i`` (iteration ``i // batch``),
+    Pair ``i`` of ``train_pairs`` is the sample of training example ``i`` (see :func:`rank_examples`),
     so a resumed run sees exactly the pairs the interrupted one would have seen.
 
     Args:
         config: The run's configuration; ``config.train`` drives the loop.
         model: The model; only its parameters with ``requires_grad`` are optimised.
-        train_pairs: Dataset of training pairs with at least ``max_iters * batch_size`` items, or a
-            stream of them (an ``IterableDataset``, e.g. from shards), of which that many are taken.
-        val_pairs: Dataset of fixed validation pairs.
+        train_pairs: Dataset of training pairs with at least ``max_iters x batch_size x
+            grad_accumulation x ranks`` items, or a stream of them (an ``IterableDataset``, e.g. from
+            shards, already split by rank), of which that many are taken.
+        val_pairs: Dataset of fixed validation pairs (split across ranks, results gathered).
         run: The MLflow run to log loss terms, validation metrics and artifacts to (none by default).
+        ds_config: A resolved DeepSpeed config (:func:`llamareg.distributed.load_deepspeed_config`) to
+            train with a DeepSpeed engine; None trains with Adam in this process.
+        context: This process's rank among the ranks.
     """
 
     def __init__(
-        self, config: Config, model: LLaMAReg, train_pairs: Dataset, val_pairs: Dataset, run: TrainingRun | None = None
+        self,
+        config: Config,
+        model: LLaMAReg,
+        train_pairs: Dataset,
+        val_pairs: Dataset,
+        run: TrainingRun | None = None,
+        ds_config: dict[str, Any] | None = None,
+        context: DistributedContext = DistributedContext(),
     ) -> None:
-        needed = config.train.max_iters * config.train.batch_size
+        train = config.train
+        needed = train.max_iters * train.batch_size * train.grad_accumulation * context.world_size
         if not isinstance(train_pairs, IterableDataset) and len(train_pairs) < needed:
-            raise ValueError(f"train_pairs has {len(train_pairs)} items but max_iters x batch_size needs {needed}")
+            raise ValueError(f"train_pairs has {len(train_pairs)} items but max_iters x batch_size x grad_accumulation x ranks needs {needed}")
         self.config = config
+        self.context = context
         self.out = Path(config.train.out)
-        self.device = resolve_device(config.train.device)
-        self.precision = Precision.resolve(config.train.precision, self.device)
+        self.device = resolve_device(config.train.device, context)
         self.model = model.to(self.device)
-        self.objective = MultiScaleObjective(config.train.similarity, config.train.reg_weight, config.train.scale_weights)
-        self.optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.train.lr)
-        self.scaler = self.precision.grad_scaler()
+        self.parameter_counts = model.parameter_counts()  # before ZeRO-3 partitions the tensors
+        self.objective = MultiScaleObjective(train.similarity, train.reg_weight, train.scale_weights)
+        if ds_config is None:
+            self.optimization = LocalOptimization(self.model, config, self.device)
+        else:
+            self.optimization = DeepSpeedOptimization(self.model, config, ds_config, context)
+        self.precision = self.optimization.precision
         self.train_pairs = train_pairs
         self.val_pairs = val_pairs
         self.run = run or TrainingRun()
@@ -79,14 +116,12 @@ class Trainer:
         return self.out / "checkpoints"
 
     # ----------------------------------------------------------------------------- checkpoints
-    def _payload(self) -> dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
+        """Everything but weights and optimizer: config, LLM identity, progress and history."""
         return {
             "config": self.config.to_dict(),
-            "model": trainable_state(self.model),
             "llm_source": self.model.llm.source,
             "llm_fingerprint": self.model.llm.fingerprint,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
             "best_dice": self.best_dice,
             "best_iteration": self.best_iteration,
@@ -97,60 +132,69 @@ class Trainer:
         }
 
     def resume(self) -> None:
-        """Continue from ``<out>/checkpoints/last.pt``: weights, optimizer, scaler, iteration, history."""
-        path = self.checkpoint_dir / "last.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume: {path} does not exist; start without --resume or point --out at an earlier run")
-        payload = read_checkpoint(path)
-        saved, current = payload["config"], self.config.to_dict()
+        """Continue from the last checkpoint: weights, optimizer, scaler, iteration, history."""
+        state = self.optimization.resume(self.checkpoint_dir, self._check_resumable)
+        self.iteration = state["iteration"]
+        self.best_dice, self.best_iteration = state["best_dice"], state["best_iteration"]
+        self.initial = state["initial"]
+        self.history, self.losses = state["history"], state["losses"]
+        self.previous_wall_seconds = state["wall_seconds"]
+
+    def _check_resumable(self, state: dict[str, Any]) -> None:
+        saved, current = state["config"], self.config.to_dict()
         for section in RESUME_FIXED_SECTIONS:
             for key, value in current[section].items():
                 if saved[section].get(key) != value:
                     raise ValueError(
-                        f"--resume: {section}.{key} is {value!r} but {path} was trained with {saved[section].get(key)!r}; "
-                        "resume with the run's own config"
+                        f"--resume: {section}.{key} is {value!r} but {self.checkpoint_dir} was trained with "
+                        f"{saved[section].get(key)!r}; resume with the run's own config"
                     )
-        load_model_state(self.model, payload, str(path))
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scaler.load_state_dict(payload["scaler"])
-        self.iteration = payload["iteration"]
-        self.best_dice, self.best_iteration = payload["best_dice"], payload["best_iteration"]
-        self.initial = payload["initial"]
-        self.history, self.losses = payload["history"], payload["losses"]
-        self.previous_wall_seconds = payload["wall_seconds"]
 
     # ----------------------------------------------------------------------------- loop
     def _loader(self, items: Dataset, batch_size: int) -> DataLoader:
         return DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=self.config.data.num_workers)
 
-    def _training_batches(self, start: int) -> Any:
-        """The batches from training example ``start`` on, up to ``max_iters``.
+    def _training_batches(self) -> Iterable[dict[str, Any]]:
+        """This rank's batches from the current iteration on, up to ``max_iters``.
 
-        A map-style dataset resumes exactly at ``start``. A stream cannot seek: one with a
-        ``starting_at`` method is reseeded by ``start`` (reproducible, but other pairs than an
+        A map-style dataset resumes exactly where it stopped. A stream cannot seek: one with a
+        ``starting_at`` method is reseeded by the example count (reproducible, but other pairs than an
         uninterrupted run); any other stream is read from its beginning.
         """
         train = self.config.train
         if not isinstance(self.train_pairs, IterableDataset):
-            return self._loader(Subset(self.train_pairs, range(start, train.max_iters * train.batch_size)), train.batch_size)
+            examples = rank_examples(self.iteration, train.max_iters, train.batch_size, train.grad_accumulation, self.context)
+            return self._loader(Subset(self.train_pairs, examples), train.batch_size)
+        start = self.iteration * train.batch_size * train.grad_accumulation
         stream = self.train_pairs.starting_at(start) if hasattr(self.train_pairs, "starting_at") else self.train_pairs
-        return itertools.islice(self._loader(stream, train.batch_size), train.max_iters - self.iteration)
+        return itertools.islice(self._loader(stream, train.batch_size), (train.max_iters - self.iteration) * train.grad_accumulation)
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        moving, fixed = batch["moving"].to(self.device), batch["fixed"].to(self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.precision.autocast():
-            flows = self.model(moving, fixed)["flows"]
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], bool]:
+        """One batch forward and backward; returns its loss terms and whether the optimizer stepped."""
+        dtype = self.optimization.input_dtype
+        moving, fixed = batch["moving"].to(self.device, dtype), batch["fixed"].to(self.device, dtype)
+        flows = self.optimization.forward(moving, fixed)["flows"]
         loss, terms = self.objective(moving, fixed, flows)
         if not math.isfinite(terms["loss"]):
             raise FloatingPointError(f"loss became {terms['loss']} at iteration {self.iteration + 1}; lower train.lr or use train.precision=fp32")
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return terms
+        return terms, self.optimization.backward_and_step(loss)
 
     def _validate(self) -> dict[str, Any]:
-        return evaluate(self.model, self._loader(self.val_pairs, 1), self.device, self.precision)
+        """Each rank registers every ranks-th pair; the records are gathered, so all ranks agree.
+
+        Ranks with a pair fewer repeat one and drop its record: under ZeRO-3 every forward is a
+        collective, so all ranks must run the same number.
+        """
+        count, ranks = len(self.val_pairs), self.context.world_size
+        mine = list(range(self.context.rank, -(-count // ranks) * ranks, ranks))
+        shown = Subset(self.val_pairs, [index % count for index in mine])
+        records = evaluate_pairs(self.optimization.network, self._loader(shown, 1), self.device, self.precision,
+                                 self.optimization.input_dtype)
+        kept = {index: record for index, record in zip(mine, records) if index < count}
+        merged: dict[int, dict[str, Any]] = {}
+        for part in self.context.gather(kept):
+            merged.update(part)
+        return summarize([merged[index] for index in sorted(merged)])
 
     def _wall_seconds(self) -> float:
         return self.previous_wall_seconds + time.perf_counter() - self._started
@@ -168,17 +212,18 @@ class Trainer:
             self.history.append({"iteration": 0, **self.initial})
             self._log_validation(self.initial)
             if self._record_best(self.initial):
-                save_checkpoint(self._payload(), self.checkpoint_dir / "best.pt")
-        start = self.iteration * train.batch_size
-        batches = self._training_batches(start)
+                self.optimization.save_best(self._state(), self.checkpoint_dir)
         step_seconds = 0.0
         steps_done = 0
-        progress = tqdm(total=train.max_iters, initial=self.iteration, desc=self.config.name, unit="it", dynamic_ncols=True)
+        progress = tqdm(total=train.max_iters, initial=self.iteration, desc=self.config.name, unit="it",
+                        dynamic_ncols=True, disable=not self.context.is_main)
         with progress:
-            for batch in batches:
+            for batch in self._training_batches():
                 tick = time.perf_counter()
-                terms = self._train_step(batch)
+                terms, stepped = self._train_step(batch)
                 step_seconds += time.perf_counter() - tick
+                if not stepped:
+                    continue
                 steps_done += 1
                 self.iteration += 1
                 progress.update(1)
@@ -202,10 +247,7 @@ class Trainer:
         self.history.append({"iteration": self.iteration, **result})
         self._log_validation(result)
         improved = self._record_best(result)
-        payload = self._payload()  # one snapshot for both files
-        if improved:
-            save_checkpoint(payload, self.checkpoint_dir / "best.pt")
-        save_checkpoint(payload, self.checkpoint_dir / "last.pt")
+        self.optimization.save(self._state(), self.checkpoint_dir, best=improved)
 
     def _log_validation(self, result: dict[str, Any]) -> None:
         self.run.log_metrics(
@@ -238,15 +280,18 @@ class Trainer:
             "wall_seconds": self._wall_seconds(),
             "train_seconds_per_iteration": seconds_per_iteration,
             "peak_memory_mb": self._peak_memory_mb(),
-            "parameters": self.model.parameter_counts(),
+            "parameters": self.parameter_counts,
             "llm": {"source": self.model.llm.source, "layers": self.config.llm.layers, "calls": self.config.llm.calls},
             "device": str(self.device),
-            "precision": self.precision.name,
+            "precision": self.optimization.precision_name,
+            "ranks": self.context.world_size,
             "history": self.history,
             "losses": self.losses,
         }
-        write_json(self.out / "metrics.json", metrics)
-        self._log_outcome(metrics)
+        if self.context.is_main:
+            write_json(self.out / "metrics.json", metrics)
+            self._log_outcome(metrics)
+        self.context.barrier()
         return metrics
 
     def _log_outcome(self, metrics: dict[str, Any]) -> None:

@@ -29,40 +29,58 @@ def foreground_labels(*label_maps: torch.Tensor) -> list[int]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, pairs: Iterable[dict], device: torch.device, precision: Precision) -> dict[str, object]:
-    """Register every pair and summarise the overlap and regularity metrics.
+def evaluate_pairs(
+    model: nn.Module, pairs: Iterable[dict], device: torch.device, precision: Precision, input_dtype: torch.dtype = torch.float32
+) -> list[dict[str, object]]:
+    """Register every pair; one record per pair: ``dice``, ``dice_identity``, ``dice_per_label``,
+    ``folding_pct`` and ``sdlogj`` (what :func:`summarize` averages; ranks gather these records).
 
-    Returns:
-        ``dice`` (mean over pairs of the mean foreground Dice after registration), ``dice_identity``
-        (the same before registration), ``dice_per_label`` ({label: mean Dice}), ``folding_pct``
-        (mean % of voxels with det J <= 0), ``sdlogj`` and ``pairs``.
+    Args:
+        input_dtype: The dtype the model takes (half or bfloat16 for a DeepSpeed fp16/bf16 model).
     """
     was_training = model.training
     model.eval()
-    dice, identity, folding, sdlogj = [], [], [], []
-    per_label: dict[int, list[float]] = {}
+    records = []
     for batch in pairs:
-        moving, fixed = batch["moving"].to(device), batch["fixed"].to(device)
+        moving, fixed = batch["moving"].to(device, input_dtype), batch["fixed"].to(device, input_dtype)
         moving_labels, fixed_labels = batch["moving_labels"].to(device), batch["fixed_labels"].to(device)
         with precision.autocast():
             flow = model(moving, fixed)["flows"][-1].float()
         labels = foreground_labels(moving_labels, fixed_labels)
         warped_labels = warp(moving_labels, flow, mode="nearest")
-        after = dice_per_label(warped_labels, fixed_labels, labels)
-        before = dice_per_label(moving_labels, fixed_labels, labels)
-        for row_after, row_before in zip(after.tolist(), before.tolist()):
-            dice.append(_nanmean(row_after))
-            identity.append(_nanmean(row_before))
-            for label, value in zip(labels, row_after):
-                per_label.setdefault(label, []).append(value)
-        folding.extend(folding_percentage(flow).tolist())
-        sdlogj.extend(sd_log_jacobian(flow).tolist())
+        after = dice_per_label(warped_labels, fixed_labels, labels).tolist()
+        before = dice_per_label(moving_labels, fixed_labels, labels).tolist()
+        folding, sdlogj = folding_percentage(flow).tolist(), sd_log_jacobian(flow).tolist()
+        for index in range(len(after)):
+            records.append({
+                "dice": _nanmean(after[index]),
+                "dice_identity": _nanmean(before[index]),
+                "dice_per_label": dict(zip(labels, after[index])),
+                "folding_pct": folding[index],
+                "sdlogj": sdlogj[index],
+            })
     model.train(was_training)
+    return records
+
+
+def summarize(records: list[dict[str, object]]) -> dict[str, object]:
+    """Means over pairs: ``dice`` (of each pair's mean foreground Dice after registration),
+    ``dice_identity`` (the same before registration), ``dice_per_label`` ({label: mean Dice}),
+    ``folding_pct`` (% of voxels with det J <= 0), ``sdlogj`` and the number of ``pairs``."""
+    per_label: dict[int, list[float]] = {}
+    for record in records:
+        for label, value in record["dice_per_label"].items():
+            per_label.setdefault(label, []).append(value)
     return {
-        "dice": _nanmean(dice),
-        "dice_identity": _nanmean(identity),
+        "dice": _nanmean([r["dice"] for r in records]),
+        "dice_identity": _nanmean([r["dice_identity"] for r in records]),
         "dice_per_label": {str(label): _nanmean(values) for label, values in sorted(per_label.items())},
-        "folding_pct": _nanmean(folding),
-        "sdlogj": _nanmean(sdlogj),
-        "pairs": len(dice),
+        "folding_pct": _nanmean([r["folding_pct"] for r in records]),
+        "sdlogj": _nanmean([r["sdlogj"] for r in records]),
+        "pairs": len(records),
     }
+
+
+def evaluate(model: nn.Module, pairs: Iterable[dict], device: torch.device, precision: Precision) -> dict[str, object]:
+    """Register every pair and summarise the overlap and regularity metrics (see :func:`summarize`)."""
+    return summarize(evaluate_pairs(model, pairs, device, precision))

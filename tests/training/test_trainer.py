@@ -47,7 +47,7 @@ def test_resume_refuses_another_architecture(tiny_config):
 
 
 def test_resume_without_checkpoint_says_so(tiny_config):
-    with pytest.raises(FileNotFoundError, match="last.pt does not exist"):
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint to resume"):
         run(tiny_config("train.max_iters=2"), resume=True)
 
 

@@ -1,0 +1,171 @@
+"""What the baseline networks share: argument checks, the common model interface, decoder convolutions.
+
+Every baseline follows LLaMA-Reg's interface (:class:`llamareg.networks.llamareg.LLaMAReg`):
+``forward(moving, fixed)`` takes two ``(B, 1, D, H, W)`` volumes and returns a dict with ``flows``
+(displacement fields, coarsest first, in voxel units of their own grid, channel ``k`` along spatial
+axis ``k``, ``warped(x) = moving(x + u(x))``), ``warped`` (the moving image warped at full
+resolution) and ``full_flow`` (the field at the input's resolution: ``flows[-1]`` itself, or
+upsampled from it while LapIRN trains its coarser levels). ``trainable_parameters()`` and
+``parameter_counts()`` behave as LLaMA-Reg's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llamareg.spatial.functional import resize_flow, warp
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """``value`` as an int, or ValueError naming ``name`` unless it is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_int_sequence(values: object, name: str, length: int | None = None) -> tuple[int, ...]:
+    """``values`` as a tuple of positive ints (of ``length`` entries when given), or ValueError naming ``name``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"{name} must be a sequence of positive integers, got {values!r}")
+    result = tuple(values)
+    if not result or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in result):
+        raise ValueError(f"{name} must be a sequence of positive integers, got {values!r}")
+    if length is not None and len(result) != length:
+        raise ValueError(f"{name} must have {length} entries, got {len(result)}: {values!r}")
+    return result
+
+
+def check_triple(value: object, name: str) -> tuple[int, int, int]:
+    """An int ``n`` as ``(n, n, n)`` or three positive ints, else ValueError naming ``name``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * 3
+    return check_int_sequence(value, name, 3)  # type: ignore[return-value]
+
+
+def check_shape(shape: object, stride: int, name: str = "shape") -> tuple[int, int, int]:
+    """Three positive sizes each divisible by ``stride``, else ValueError naming ``name`` and the stride.
+
+    Example:
+        >>> check_shape((32, 48, 32), 16)
+        (32, 48, 32)
+    """
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    try:
+        sizes = check_int_sequence(shape, name, 3)
+    except ValueError:
+        sizes = ()
+    if not sizes or any(s % stride for s in sizes):
+        raise ValueError(f"{name} must be three sizes divisible by {stride}, got {shape}; crop or pad the volumes")
+    return sizes  # type: ignore[return-value]
+
+
+def pool_to(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``image`` average-pooled by repeated 2x2x2 pooling (as :func:`llamareg.spatial.pyramid.image_pyramid`) to ``size``."""
+    size, dtype = tuple(size), image.dtype
+    while tuple(image.shape[2:]) != size:
+        if any(s < t or s % 2 for s, t in zip(image.shape[2:], size)):
+            raise ValueError(f"cannot reach {size} from {tuple(image.shape[2:])} by halving")
+        image = F.avg_pool3d(image.float(), 2)  # fp32: the CPU has no half-precision avg_pool3d
+    return image.to(dtype)
+
+
+def half_resolution(image: torch.Tensor) -> torch.Tensor:
+    """3x3x3 stride-2 average pooling (padding 1, zeros counted), TransMorph's input to the 1/2-resolution
+    skip; pooled in fp32 (the CPU has no half-precision avg_pool3d)."""
+    return F.avg_pool3d(image.float(), 3, stride=2, padding=1).to(image.dtype)
+
+
+def objective_images(moving: torch.Tensor, fixed: torch.Tensor, flows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair at the resolution of ``flows[-1]``, for :class:`llamareg.training.objective.MultiScaleObjective`.
+
+    The objective scores flow ``i`` of ``n`` against the images pooled ``n-1-i`` times, assuming the
+    last flow has the images' resolution. While LapIRN trains its coarser levels the last flow is at
+    1/4 or 1/2 resolution, so pass the images pooled to it:
+    ``objective(*objective_images(moving, fixed, flows), flows)``. For every other model (and LapIRN
+    with all levels active) the images come back unchanged.
+
+    Example:
+        >>> m, f = objective_images(torch.zeros(1, 1, 16, 16, 16), torch.zeros(1, 1, 16, 16, 16), [torch.zeros(1, 3, 4, 4, 4)])
+        >>> tuple(m.shape)
+        (1, 1, 4, 4, 4)
+    """
+    size = flows[-1].shape[2:]
+    return pool_to(moving, size), pool_to(fixed, size)
+
+
+class RegistrationNetwork(nn.Module):
+    """Base of the baselines: input checks, parameter bookkeeping and the output dict.
+
+    Subclasses set ``stride`` (every input side must be divisible by it) and call
+    :meth:`_check_pair` and :meth:`_outputs` in ``forward``.
+    """
+
+    stride: int = 1
+
+    def _check_pair(self, moving: torch.Tensor, fixed: torch.Tensor) -> None:
+        if moving.shape != fixed.shape or moving.dim() != 5 or moving.shape[1] != 1:
+            raise ValueError(
+                f"moving and fixed must both be (B, 1, D, H, W) of one shape, got {tuple(moving.shape)} and {tuple(fixed.shape)}"
+            )
+        check_shape(tuple(moving.shape[2:]), self.stride, f"{type(self).__name__} input shape")
+
+    def _outputs(self, moving: torch.Tensor, flows: list[torch.Tensor]) -> dict[str, object]:
+        full = flows[-1]
+        if full.shape[2:] != moving.shape[2:]:
+            full = resize_flow(full, moving.shape[2:])
+        return {"flows": flows, "warped": warp(moving, full), "full_flow": full}
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable and frozen parameter counts (shared tensors counted once)."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
+        return {"trainable": trainable, "frozen": frozen}
+
+
+class ConvNormAct(nn.Sequential):
+    """conv3x3x3 (no bias) + InstanceNorm3d + LeakyReLU(0.01): TransMorph's and TransMatch's ``Conv3dReLU``."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.InstanceNorm3d(out_channels),
+            nn.LeakyReLU(0.01),
+        )
+
+
+class DecoderBlock(nn.Module):
+    """Trilinear x2 upsampling, concatenation with the skip features, two :class:`ConvNormAct`.
+
+    Example:
+        >>> block = DecoderBlock(8, 4, skip_channels=4)
+        >>> block(torch.zeros(1, 8, 2, 2, 2), torch.zeros(1, 4, 4, 4, 4)).shape
+        torch.Size([1, 4, 4, 4, 4])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, skip_channels: int = 0) -> None:
+        super().__init__()
+        self.conv1 = ConvNormAct(in_channels + skip_channels, out_channels)
+        self.conv2 = ConvNormAct(out_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="trilinear", align_corners=False)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.conv2(self.conv1(x))
+
+
+def flow_conv(in_channels: int) -> nn.Conv3d:
+    """conv3x3x3 to a 3-channel field, weights N(0, 1e-5) and zero bias, so training starts near identity
+    (VoxelMorph's flow layer and TransMorph's ``RegistrationHead``)."""
+    conv = nn.Conv3d(in_channels, 3, 3, padding=1)
+    nn.init.normal_(conv.weight, std=1e-5)
+    nn.init.zeros_(conv.bias)
+    return conv

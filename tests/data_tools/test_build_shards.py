@@ -1,0 +1,194 @@
+"""build_shards.py end to end on tiny datasets of every layout: read-back, manifest, pair list, bad inputs."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from llamareg.data.layouts import discover
+from llamareg.data.nifti import read_label_map, read_subject
+from llamareg.data.preprocess import Preprocessing, preprocess_subject
+from llamareg.data.shards import ShardSet, read_pair_list
+from llamareg.data.shards.manifest import file_digest
+
+
+@pytest.mark.parametrize("kind", ["learn2reg", "oasis", "oai", "folder", "csv"])
+def test_shards_read_back_as_preprocessed(kind, make_dataset, build_shards_cli, tmp_path):
+    layout, source = make_dataset(kind)
+    out = tmp_path / "shards"
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--shard-mb", "0.05"]) == 0
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "llamareg-shards" and manifest["layout"] == layout
+    assert manifest["shape"] == [32, 32, 32]  # smallest multiple of 16 holding 20-21 x 22 x 18 voxels
+    assert manifest["spacing_mm"] == [1.5, 1.5, 1.5]
+    assert manifest["counts"]["subjects"] == 6 and manifest["counts"]["skipped"] == 0
+    assert manifest["counts"]["train"] + manifest["counts"]["val"] == 6 and manifest["counts"]["val"] >= 2
+    assert manifest["counts"]["shards"] == len(manifest["shards"]) >= 2
+    for entry in manifest["shards"]:
+        assert file_digest(out / entry["name"]) == (entry["bytes"], entry["sha256"])
+    assert sum(entry["samples"] for entry in manifest["shards"]) == 6
+
+    shards = ShardSet(out)
+    stored = shards.load(subject["key"] for subject in manifest["subjects"])
+    options = Preprocessing(shape=(32, 32, 32))
+    for record in discover(layout, source).subjects:
+        volume = stored[record.key]
+        image, labels, affine = preprocess_subject(*read_subject(record.image, record.labels, record.label_masks), options)
+        assert torch.equal(volume.image[0], torch.from_numpy(image)), record.key
+        assert torch.equal(volume.labels[0], torch.from_numpy(labels)), record.key
+        assert torch.equal(volume.affine, torch.from_numpy(affine)), record.key
+        # Reoriented to RAS: the diagonal is positive, 1.5 mm.
+        assert np.allclose(np.diag(affine)[:3], 1.5)
+    expected_ids = [0, 1, 2, 3, 5] if layout == "oai" else [0, 1, 2, 3]
+    assert manifest["label_ids"] == expected_ids
+
+    pairs = read_pair_list(out / "eval_pairs.json")
+    assert len(pairs) == manifest["counts"]["eval_pairs"] >= 1
+    val_keys = {subject["key"] for subject in manifest["subjects"] if subject["split"] == "val"}
+    assert {key for pair in shards.eval_pairs() for key in pair} <= val_keys
+    for pair in pairs:
+        assert all(path.is_file() for path in pair.values())
+        assert read_label_map(pair["fixed_labels"])[0].max() >= 1
+
+
+def test_learn2reg_pairs_come_from_registration_val(make_dataset, build_shards_cli, tmp_path):
+    layout, source = make_dataset("learn2reg")
+    out = tmp_path / "shards"
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--shape", "32", "32", "32"]) == 0
+    assert ShardSet(out).eval_pairs() == [("OASIS_0005_0000", "OASIS_0006_0000")]
+    written = json.loads((out / "eval_pairs.json").read_text())
+    assert written == [{
+        "fixed": str(source.parent / "imagesTr" / "OASIS_0006_0000.nii.gz"),
+        "moving": str(source.parent / "imagesTr" / "OASIS_0005_0000.nii.gz"),
+        "fixed_labels": str(source.parent / "labelsTr" / "OASIS_0006_0000.nii.gz"),
+        "moving_labels": str(source.parent / "labelsTr" / "OASIS_0005_0000.nii.gz"),
+    }]
+    splits = {s["key"]: s["split"] for s in json.loads((out / "manifest.json").read_text())["subjects"]}
+    assert [key for key, split in splits.items() if split == "val"] == ["OASIS_0005_0000", "OASIS_0006_0000"]
+
+
+def test_oai_masks_merge_and_eval_labels_are_written(make_dataset, build_shards_cli, tmp_path, tools):
+    layout, source = make_dataset("oai")
+    out = tmp_path / "shards"
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--orientation", "none", "--clip-percentiles", "0", "100"]) == 0
+    pair = read_pair_list(out / "eval_pairs.json")[0]
+    assert pair["fixed_labels"].parent == out / "labels"  # merged masks, one file per validation knee
+    knee = pair["fixed"].parent
+    _, labels = tools.subject_arrays(20 + int(knee.name[-2:]))
+    merged, affine = read_label_map(pair["fixed_labels"])
+    expected = labels.astype(np.int64)
+    if (knee / "patella.nii").is_file():
+        expected[:2, :2, :2] = 5
+    assert np.array_equal(merged, expected) and np.allclose(affine, tools.lps_affine)
+
+
+def test_preprocessing_options_are_applied(make_dataset, build_shards_cli, tmp_path):
+    layout, source = make_dataset("folder")
+    table = tmp_path / "labels.json"
+    table.write_text(json.dumps({"1": 1, "3": 2}))
+    out = tmp_path / "shards"
+    args = ["--layout", layout, "--input", str(source), "--out", str(out), "--spacing", "3", "--shape", "16", "16", "16",
+            "--label-map", str(table), "--val-subjects", "2", "--val-pairs", "2", "--clip-percentiles", "1", "99"]
+    assert build_shards_cli(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["shape"] == [16, 16, 16] and manifest["spacing_mm"] == [3.0, 3.0, 3.0]
+    assert manifest["label_ids"] == [0, 1, 2]  # 2 dropped, 3 -> 2
+    assert manifest["preprocessing"] == {"orientation": "RAS", "spacing_mm": [3.0, 3.0, 3.0], "shape": [16, 16, 16],
+                                         "clip_percentiles": [1.0, 99.0], "label_map": {"1": 1, "3": 2}}
+    assert [s["key"] for s in manifest["subjects"] if s["split"] == "val"] == ["case4", "case5"]  # the last keys held out
+    assert ShardSet(out).eval_pairs() == [("case4", "case5"), ("case5", "case4")]
+
+
+def test_eval_pairs_option_replaces_the_split(make_dataset, build_shards_cli, tmp_path):
+    layout, source = make_dataset("folder")
+    pair_list = tmp_path / "pairs.json"
+    pair_list.write_text(json.dumps([{"fixed": "folder/images/case0.nii.gz", "moving": "folder/images/case1.nii.gz",
+                                      "fixed_labels": "folder/labels/case0.nii.gz", "moving_labels": "folder/labels/case1.nii.gz"}]))
+    out = tmp_path / "shards"
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--eval-pairs", str(pair_list)]) == 0
+    assert ShardSet(out).eval_pairs() == [("case1", "case0")]
+    assert ShardSet(out).keys("val") == ["case0", "case1"]
+
+
+def test_corrupt_nifti_stops_the_build_naming_it(make_dataset, build_shards_cli, tmp_path, capsys):
+    layout, source = make_dataset("oasis")
+    bad = source / "OASIS_OAS1_0002_MR1" / "aligned_norm.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:400])  # header intact, data cut off
+    out = tmp_path / "shards"
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--shape", "32", "32", "32"]) == 2
+    error = capsys.readouterr().err
+    assert f"error: {bad} is not a readable NIfTI file" in error and "--skip-bad" in error
+    assert not (out / "manifest.json").exists()  # a half-built set never looks whole
+    with pytest.raises(FileNotFoundError, match="has no manifest.json; the build did not finish"):
+        ShardSet(out)
+
+
+def test_skip_bad_skips_corrupt_and_nan_inputs_with_a_count(make_dataset, build_shards_cli, tmp_path, caplog, tools):
+    layout, source = make_dataset("oasis", count=7)
+    corrupt = source / "OASIS_OAS1_0002_MR1" / "aligned_norm.nii.gz"
+    corrupt.write_bytes(b"not a nifti file at all")
+    image, _ = tools.subject_arrays(0)
+    nan = source / "OASIS_OAS1_0003_MR1" / "aligned_norm.nii.gz"
+    tools.save(nan, np.where(image > 250, np.nan, image.astype(np.float32)))
+    out = tmp_path / "shards"
+    with caplog.at_level(logging.INFO):
+        assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--skip-bad"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["skipped"] == 2 and manifest["counts"]["subjects"] == 5
+    assert [entry["input"] for entry in manifest["skipped"]] == [str(corrupt), str(nan)]
+    assert "NaN" in manifest["skipped"][1]["reason"]
+    assert f"skipped 2 bad input(s): {corrupt}, {nan}" in caplog.text
+    assert "OASIS_OAS1_0002_MR1" not in {s["key"] for s in manifest["subjects"]}
+
+
+@pytest.mark.parametrize("problem", ["nan", "shape", "affine", "missing-label"])
+def test_invalid_subject_is_a_clear_error(problem, make_dataset, build_shards_cli, tmp_path, capsys, tools):
+    layout, source = make_dataset("folder")
+    image_path, label_path = source / "images" / "case3.nii.gz", source / "labels" / "case3.nii.gz"
+    image, labels = tools.subject_arrays(33)
+    if problem == "nan":
+        tools.save(image_path, np.where(labels == 1, np.nan, image.astype(np.float32)))
+        expected = f"{image_path} holds"
+    elif problem == "shape":
+        tools.save(label_path, labels[:-1])
+        expected = f"{label_path} has shape (19, 22, 18) but its image {image_path} has (20, 22, 18)"
+    elif problem == "affine":
+        tools.save(label_path, labels, tools.lps_affine * 2)
+        expected = f"{label_path} and its image {image_path} have different affines"
+    else:
+        (source / "labels" / "case5.nii.gz").unlink()  # case5 is held out for validation, which needs labels
+        expected = "validation subjects case5 have no labels"
+    out = tmp_path / "shards"
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--shape", "32", "32", "32"]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_existing_output_needs_overwrite(make_dataset, build_shards_cli, tmp_path, capsys):
+    layout, source = make_dataset("folder")
+    out = tmp_path / "shards"
+    args = ["--layout", layout, "--input", str(source), "--out", str(out), "--shape", "32", "32", "32"]
+    assert build_shards_cli(args) == 0
+    (out / "notes.txt").write_text("mine")
+    assert build_shards_cli(args) == 2
+    assert "already holds shards; pass --overwrite" in capsys.readouterr().err
+    assert build_shards_cli([*args, "--shard-mb", "0.05", "--overwrite"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(p.name for p in out.glob("*.tar")) == sorted(entry["name"] for entry in manifest["shards"])
+    assert (out / "notes.txt").read_text() == "mine"  # only the build's own files are replaced
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shape", "30", "32", "32"], "--shape must be three positive sizes divisible by 16"),
+    (["--orientation", "RAX"], "--orientation must be three axis codes"),
+    (["--clip-percentiles", "99", "1"], "--clip-percentiles must satisfy"),
+    (["--spacing", "1", "2"], "--spacing takes one or three values"),
+    (["--val-subjects", "9"], "--val-subjects must be between 2 and 4"),
+])
+def test_bad_options_are_one_line_errors(args, message, make_dataset, build_shards_cli, tmp_path, capsys):
+    layout, source = make_dataset("folder")
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(tmp_path / "s"), *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
