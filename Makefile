@@ -30,6 +30,8 @@ bench: install
 	$(PY) benchmarks/llm_loading.py
 	$(PY) benchmarks/model_cost.py
 	$(PY) benchmarks/cascade_cost.py
+	$(PY) benchmarks/distributed_throughput.py
+	$(PY) benchmarks/data_loading.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .cache

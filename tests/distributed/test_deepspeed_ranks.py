@@ -49,6 +49,10 @@ def test_launch_train_py_under_deepspeed_writes_metrics_and_a_loadable_model(lau
     out = tmp_path / "run"
     first = launch("launch/train.py", "--ds", "ds_configs/zero2.json", "--max-iters", 2, "--out", out, *TINY)
     assert first.returncode == 0, _tail(first)
+    # A run killed while saving leaves a partial tag folder that `latest` does not name: it is ignored.
+    partial = out / "checkpoints" / "deepspeed" / "iteration00000099"
+    partial.mkdir()
+    (partial / "mp_rank_00_model_states.pt").write_bytes(b"truncated")
     resumed = launch("launch/train.py", "--ds", "ds_configs/zero2.json", "--max-iters", 3, "--out", out, "--resume", *TINY)
     assert resumed.returncode == 0, _tail(resumed)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -56,6 +60,7 @@ def test_launch_train_py_under_deepspeed_writes_metrics_and_a_loadable_model(lau
     assert [entry["iteration"] for entry in metrics["losses"]] == [1, 2, 3]  # the first two kept from before the resume
     assert metrics["steps"][0]["iterations"] == 3
     assert (out / "checkpoints" / "deepspeed" / "latest").read_text() == "iteration00000003"
+    assert not partial.exists()  # cleaned up once a newer checkpoint is complete
     # the exported single-file model loads into a model built from its config, as register/evaluate do
     payload = read_checkpoint(out / "checkpoints" / "best.pt")
     model = build_model(load_config("cpu-default", [*TINY, "llm.source=smollm2-135m"]))
