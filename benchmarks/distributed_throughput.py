@@ -68,6 +68,7 @@ def main() -> None:
         cases = [measure(ranks, args.iters, Path(work)) for ranks in (1, 2)]
     ratio = cases[1]["pairs_per_second"] / cases[0]["pairs_per_second"]
     result = {"date": str(date.today()), "machine": f"{platform.machine()}, {os.cpu_count()} cores", "iterations": args.iters,
+              "load_average_1min_at_end": os.getloadavg()[0],  # other work on the machine skews both cases
               "global_batch": GLOBAL_BATCH, "cases": cases, "throughput_ratio_2_vs_1": ratio}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "distributed_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -78,7 +79,8 @@ def main() -> None:
     (RESULTS / "distributed_throughput.md").write_text(
         f"# DeepSpeed ZeRO-2 throughput, 1 vs 2 ranks (CPU)\n\n"
         f"{result['date']}, {result['machine']}; cpu-default (48x64x48, SmolLM2 layer), global batch {GLOBAL_BATCH}, "
-        f"{args.iters} iterations, precision {cases[0]['precision']} (DeepSpeed has no fp16 on this CPU).\n\n"
+        f"{args.iters} iterations, precision {cases[0]['precision']} (DeepSpeed has no fp16 on this CPU); "
+        f"load average {result['load_average_1min_at_end']:.1f} at the end.\n\n"
         f"| ranks | batch per rank | threads per rank | s / iteration | pairs / s |\n|---|---|---|---|---|\n{rows}\n\n"
         f"**2 ranks / 1 rank throughput: {ratio:.2f}x**\n"
     )
