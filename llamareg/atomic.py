@@ -27,6 +27,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temporary = Path(temporary)
+    # mkstemp creates the file private (0600); outputs get the permissions a plain open() would give.
+    umask = os.umask(0)
+    os.umask(umask)
+    temporary.chmod(0o666 & ~umask)
     try:
         yield temporary
         with open(temporary, "rb+") as stream:

@@ -56,11 +56,27 @@ class LLMConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
 
 
+# Registration networks ``model.architecture`` chooses: LLaMA-Reg, the baselines of issue 7
+# (:mod:`llamareg.baselines`) and the voxelmorph PyPI package's own model (an optional dependency).
+ARCHITECTURES = ("llamareg", "voxelmorph", "lapirn", "transmorph", "transmatch", "voxelmorph-package")
+# Displacement fields each architecture returns (one ``train.scale_weights`` entry per field).
+# LapIRN returns one per active level (``model.sizes.active_levels``, 3 by default).
+SINGLE_FIELD_ARCHITECTURES = ("voxelmorph", "transmorph", "transmatch", "voxelmorph-package")
+
+
 @dataclass
 class ModelConfig:
-    """The registration network around the LLM block.
+    """The registration network: LLaMA-Reg around the LLM block, or a baseline.
 
     Attributes:
+        architecture: ``llamareg`` (the paper's network, configured by the keys below) or a baseline:
+            ``voxelmorph``, ``lapirn``, ``transmorph``, ``transmatch`` (written in
+            :mod:`llamareg.baselines` from their papers) or ``voxelmorph-package`` (the voxelmorph PyPI
+            package's ``VxmPairwise``; ``pip install -e .[compare]``). The LLaMA-Reg keys below do not
+            apply to baselines, nor does the ``llm`` section.
+        sizes: Constructor arguments of a baseline over its published configuration, e.g.
+            ``{embed_dim: 24, depths: [2, 2, 4]}`` (see ``llamareg.baselines.CPU_SCALING``); empty for
+            LLaMA-Reg.
         base_channels: C in the paper; encoder channels are C, 2C, 4C, 8C, 16C.
         adapter_width: Width of Adapter0's intermediate layer (paper: 1024).
         inner_adapter_width: Width of the adapter between two LLM calls (paper: 1024).
@@ -78,6 +94,8 @@ class ModelConfig:
         steps: Cascaded decoding steps (paper: 3); see ``train.schedule``.
     """
 
+    architecture: str = "llamareg"
+    sizes: dict[str, Any] = field(default_factory=dict)
     base_channels: int = 16
     adapter_width: int = 1024
     inner_adapter_width: int = 1024
@@ -143,7 +161,8 @@ class TrainConfig:
         lr: Adam learning rate (paper: 1e-4).
         similarity: ``mse`` (paper) or ``ncc`` (local normalised cross-correlation).
         reg_weight: Diffusion regulariser weight lambda (paper: 0.04 knee, 0.02 brain).
-        scale_weights: Loss weights of the 1/4, 1/2 and full-resolution flows (paper: 0.25/0.5/1.0).
+        scale_weights: Loss weights of the flows, coarsest first: LLaMA-Reg's 1/4, 1/2 and full-resolution
+            flows (paper: 0.25/0.5/1.0); one weight for single-field baselines; LapIRN's three levels.
         precision: ``auto`` (fp16 AMP on CUDA, fp32 on CPU), ``fp32``, ``bf16`` or ``fp16``.
         val_every: Validate (and keep the best checkpoint) every this many iterations.
         log_every: Refresh the progress bar's loss every this many iterations.
@@ -151,7 +170,9 @@ class TrainConfig:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         schedule: How cascade steps train: ``step-by-step`` (step k with steps 1..k-1 frozen,
             starting from step k-1's best checkpoint) or ``joint`` (step 1, then all steps together
-            with the shared encoder frozen).
+            with the shared encoder frozen). ``lapirn`` (LapIRN only): level by level as its release,
+            five phases (level 1; level 2 with level 1 frozen; levels 1-2; level 3 with 1-2 frozen;
+            levels 1-3), each starting from the previous phase's best checkpoint.
         step_iters: Iterations of each phase of the schedule (paper knee: 130000, 130000, 30000);
             empty means ``max_iters`` for every phase.
     """
@@ -274,6 +295,13 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
             except ValueError as error:
                 errors.append(error)
         raise errors[0]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"config key '{key}' must be a mapping of names to values, got {value!r}")
+        _, item_type = typing.get_args(annotation)
+        if item_type is Any:
+            return dict(value)
+        return {k: _check_type(f"{key}.{k}", v, item_type) for k, v in value.items()}
     if origin is list:
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)):
@@ -356,6 +384,16 @@ def load_config(preset_or_path: str = "cpu-default", overrides: Sequence[str] = 
     return config
 
 
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """The :class:`Config` a plain dict describes (e.g. one stored in a checkpoint), checked like a file.
+
+    Keys the dict lacks take their defaults (a checkpoint written before they existed).
+    """
+    config = _build_section(Config, data, "")
+    validate(config)
+    return config
+
+
 def validate(config: Config) -> None:
     """Cross-field checks that a single type annotation cannot express."""
     shape = config.data.shape
@@ -371,8 +409,8 @@ def validate(config: Config) -> None:
         raise ValueError(f"model.flow_combination must be 'compose' or 'add', got '{config.model.flow_combination}'")
     if config.model.token_block not in ("llm", "vit"):
         raise ValueError(f"model.token_block must be 'llm' or 'vit', got '{config.model.token_block}'")
-    if config.train.schedule not in ("step-by-step", "joint"):
-        raise ValueError(f"train.schedule must be 'step-by-step' or 'joint', got '{config.train.schedule}'")
+    if config.train.schedule not in ("step-by-step", "joint", "lapirn"):
+        raise ValueError(f"train.schedule must be 'step-by-step', 'joint' or 'lapirn', got '{config.train.schedule}'")
     if config.model.steps < 1:
         raise ValueError(f"model.steps must be >= 1, got {config.model.steps}")
     if config.llm.dtype not in ("float32", "float16", "bfloat16"):
@@ -383,10 +421,49 @@ def validate(config: Config) -> None:
         raise ValueError(f"train.precision must be auto, fp32, bf16 or fp16, got '{config.train.precision}'")
     if config.train.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"train.device must be auto, cpu or cuda, got '{config.train.device}'")
-    if len(config.train.scale_weights) != 3:
-        raise ValueError(f"train.scale_weights needs three weights (1/4, 1/2, full), got {config.train.scale_weights}")
+    _validate_architecture(config)
     for key in ("max_iters", "batch_size", "grad_accumulation", "val_every", "log_every"):
         if getattr(config.train, key) < 1:
             raise ValueError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
     if config.model.base_channels < 1:
         raise ValueError(f"model.base_channels must be >= 1, got {config.model.base_channels}")
+
+
+def flow_count(config: Config) -> int:
+    """How many displacement fields the configured network returns (one scale weight each)."""
+    architecture = config.model.architecture
+    if architecture == "llamareg":
+        return 3
+    if architecture == "lapirn":
+        return config.model.sizes.get("active_levels", 3)
+    return 1
+
+
+def _validate_architecture(config: Config) -> None:
+    model, train = config.model, config.train
+    if model.architecture not in ARCHITECTURES:
+        raise ValueError(f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got '{model.architecture}'")
+    if model.architecture == "llamareg":
+        if model.sizes:
+            raise ValueError(f"model.sizes is for baselines; LLaMA-Reg is sized by model.base_channels and friends, got {model.sizes}")
+    else:
+        if model.steps != 1:
+            raise ValueError(f"model.steps (cascaded decoding) is LLaMA-Reg's; {model.architecture} needs model.steps=1, got {model.steps}")
+        from llamareg.baselines import size_names
+
+        unknown = sorted(set(model.sizes) - set(size_names(model.architecture)))
+        if unknown:
+            raise ValueError(
+                f"model.sizes has {unknown}, which {model.architecture} does not take; it takes {size_names(model.architecture)}"
+            )
+    if train.schedule == "lapirn":
+        if model.architecture != "lapirn":
+            raise ValueError(f"train.schedule=lapirn trains LapIRN's levels; model.architecture is '{model.architecture}'")
+        if "active_levels" in model.sizes:
+            raise ValueError("train.schedule=lapirn sets LapIRN's active levels phase by phase; remove model.sizes.active_levels")
+    count = flow_count(config)
+    if len(train.scale_weights) != count:
+        what = "the 1/4, 1/2 and full-resolution flows" if model.architecture == "llamareg" else "its fields, coarsest first"
+        raise ValueError(
+            f"train.scale_weights needs {count} weight(s) for {model.architecture} ({what}), got {train.scale_weights}"
+        )

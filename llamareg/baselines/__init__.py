@@ -24,6 +24,7 @@ from llamareg.baselines.lapirn import LapIRN
 from llamareg.baselines.transmatch import TransMatch
 from llamareg.baselines.transmorph import TransMorph
 from llamareg.baselines.voxelmorph import VoxelMorph
+from llamareg.baselines.vxm_package import VoxelMorphPackage
 
 BASELINES: dict[str, type[RegistrationNetwork]] = {
     "voxelmorph": VoxelMorph,
@@ -31,6 +32,10 @@ BASELINES: dict[str, type[RegistrationNetwork]] = {
     "transmorph": TransMorph,
     "transmatch": TransMatch,
 }
+
+# External references the comparison trains the same way: the voxelmorph PyPI package's own model
+# (an optional dependency, imported when the model is built).
+EXTERNAL: dict[str, type[RegistrationNetwork]] = {"voxelmorph-package": VoxelMorphPackage}
 
 # Parameter counts the papers (or, where a paper gives none, the comparison tables citing them) report
 # for the published configurations, and the input shape those configurations were built for.
@@ -90,11 +95,26 @@ SCALE_WEIGHTS: dict[str, tuple[float, ...]] = {
 }
 
 
+def size_names(name: str) -> list[str]:
+    """The sizes (constructor arguments) baseline ``name`` takes, e.g. for ``model.sizes`` in a config.
+
+    Example:
+        >>> size_names("lapirn")
+        ['features', 'resblocks', 'range_flow', 'combination', 'active_levels']
+    """
+    key = str(name).lower()
+    classes = {**BASELINES, **EXTERNAL}
+    if key not in classes:
+        raise ValueError(f"name must be one of {sorted(classes)}, got {name!r}")
+    return [p for p in inspect.signature(classes[key].__init__).parameters if p not in ("self", "shape")]
+
+
 def build_baseline(name: str, shape: Sequence[int], **sizes: Any) -> nn.Module:
     """Build baseline ``name`` for input ``shape`` with the published configuration, overridden by ``sizes``.
 
     Args:
-        name: ``voxelmorph``, ``lapirn``, ``transmorph`` or ``transmatch`` (case-insensitive).
+        name: ``voxelmorph``, ``lapirn``, ``transmorph`` or ``transmatch`` (case-insensitive), or
+            ``voxelmorph-package`` (the voxelmorph PyPI package's model; needs that package).
         shape: Input shape (D, H, W); each side divisible by the model's stride (VoxelMorph 16,
             LapIRN 8, TransMorph/TransMatch patch x 2^(stages-1): 32 published, 16 at CPU scale).
         **sizes: Constructor arguments to override, e.g. ``**CPU_SCALING[name]``.
@@ -104,10 +124,11 @@ def build_baseline(name: str, shape: Sequence[int], **sizes: Any) -> nn.Module:
         3
     """
     key = str(name).lower()
-    if key not in BASELINES:
-        raise ValueError(f"name must be one of {sorted(BASELINES)}, got {name!r}")
-    cls = BASELINES[key]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "shape")]
+    classes = {**BASELINES, **EXTERNAL}
+    if key not in classes:
+        raise ValueError(f"name must be one of {sorted(BASELINES)} (or {sorted(EXTERNAL)}), got {name!r}")
+    cls = classes[key]
+    allowed = size_names(key)
     unknown = sorted(set(sizes) - set(allowed))
     if unknown:
         raise ValueError(f"{key} has no size(s) {unknown}; it accepts {allowed}")
@@ -117,6 +138,7 @@ def build_baseline(name: str, shape: Sequence[int], **sizes: Any) -> nn.Module:
 __all__ = [
     "BASELINES",
     "CPU_SCALING",
+    "EXTERNAL",
     "PUBLISHED",
     "SCALE_WEIGHTS",
     "LapIRN",
@@ -124,6 +146,8 @@ __all__ = [
     "TransMatch",
     "TransMorph",
     "VoxelMorph",
+    "VoxelMorphPackage",
     "build_baseline",
     "objective_images",
+    "size_names",
 ]

@@ -20,7 +20,7 @@ from llamareg.llm.formats.random_init import RandomReader
 from llamareg.llm.layers import LlamaDecoderLayer, RMSNorm
 from llamareg.llm.spec import LlamaSpec
 
-__all__ = ["LoadedLlama", "load_llama_layers", "open_reader", "resolve_layer_indices", "EMBEDDED_SOURCE_NAME"]
+__all__ = ["LoadedLlama", "load_llama_layers", "locate_source", "open_reader", "resolve_layer_indices", "EMBEDDED_SOURCE_NAME"]
 
 EMBEDDED_SOURCE_NAME = "smollm2-135m"
 RANDOM_PREFIX = "random:"
@@ -50,24 +50,36 @@ class LoadedLlama:
     fingerprint: str
 
 
-def open_reader(source: str, seed: int = 0) -> LayerReader:
-    """Pick the reader for ``source``: a folder, a ``.gguf`` file, ``random:<model>`` or ``smollm2-135m``."""
+def locate_source(source: str) -> Path | None:
+    """Check that ``source`` names an LLM that can be read, without reading it; its path (None for random).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the path is neither a ``.gguf`` file nor a Hugging Face or Meta folder.
+    """
     if source.startswith(RANDOM_PREFIX):
-        return RandomReader(source[len(RANDOM_PREFIX):], seed)
+        return None
     path = embedded_llm_path() if source == EMBEDDED_SOURCE_NAME else Path(source).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"LLM source {source} does not exist; give a Hugging Face folder, a Meta folder, "
                                 f"a .gguf file, '{EMBEDDED_SOURCE_NAME}' or random:<model>")
+    if path.is_file() and path.suffix.lower() != ".gguf":
+        raise ValueError(f"LLM source {path} is a file but not .gguf; for Hugging Face or Meta checkpoints give the folder")
+    if path.is_dir() and not (path / "config.json").is_file() and not (path / "params.json").is_file():
+        raise ValueError(f"LLM source {path} holds neither config.json (Hugging Face) nor params.json (Meta)")
+    return path
+
+
+def open_reader(source: str, seed: int = 0) -> LayerReader:
+    """Pick the reader for ``source``: a folder, a ``.gguf`` file, ``random:<model>`` or ``smollm2-135m``."""
+    path = locate_source(source)
+    if path is None:
+        return RandomReader(source[len(RANDOM_PREFIX):], seed)
     if path.is_file():
-        if path.suffix.lower() != ".gguf":
-            raise ValueError(f"LLM source {path} is a file but not .gguf; for Hugging Face or Meta checkpoints "
-                             f"give the folder")
         return GGUFLlamaReader(path)
     if (path / "config.json").is_file():
         return HuggingFaceReader(path)
-    if (path / "params.json").is_file():
-        return MetaReader(path)
-    raise ValueError(f"LLM source {path} holds neither config.json (Hugging Face) nor params.json (Meta)")
+    return MetaReader(path)
 
 
 def resolve_layer_indices(layer_indices: Sequence[int], num_layers: int, source: str) -> tuple[int, ...]:

@@ -10,7 +10,7 @@ from llamareg.networks.decoder import MultiScaleDecoder
 from llamareg.networks.encoder import DualStreamEncoder
 from llamareg.networks.flow_fields import FlowFieldRules
 from llamareg.llm import load_llama_layers
-from llamareg.llm.loader import open_reader
+from llamareg.llm.loader import locate_source
 from llamareg.networks.frozen_llm import FrozenLLM
 from llamareg.networks.lora import add_lora
 from llamareg.networks.token_pathway import TokenPathway
@@ -163,12 +163,13 @@ def _check_shape(shape: tuple[int, ...], what: str) -> None:
 
 
 def check_llm_source(config: Config) -> None:
-    """Fail fast, before any output is written, when the configured LLM cannot be opened."""
-    if config.model.token_block != "llm":
+    """Fail fast, before any output is written, when the configured LLM cannot be opened (LLaMA-Reg
+    with the LLM token block only: baselines and the ViT ablation load no LLM)."""
+    if config.model.architecture != "llamareg" or config.model.token_block != "llm":
         return
     if not config.llm.source:
         raise ValueError(f"preset '{config.name}' needs an LLM: pass --llm PATH (HF folder, Meta folder, .gguf) or --llm random:llama-2-7b")
-    open_reader(config.llm.source, config.train.seed)
+    locate_source(config.llm.source)
 
 
 def build_token_block(config: Config) -> nn.Module:
@@ -197,8 +198,14 @@ def build_token_block(config: Config) -> nn.Module:
     return llm
 
 
-def build_model(config: Config) -> LLaMAReg:
-    """Build the model a config describes, loading the configured LLM layers."""
+def build_model(config: Config) -> nn.Module:
+    """Build the model a config describes: LLaMA-Reg, loading the configured LLM layers, or the baseline
+    ``model.architecture`` names, built for ``data.shape`` with ``model.sizes`` over its published
+    configuration (:func:`llamareg.baselines.build_baseline`)."""
+    if config.model.architecture != "llamareg":
+        from llamareg.baselines import build_baseline
+
+        return build_baseline(config.model.architecture, tuple(config.data.shape), **config.model.sizes)
     return LLaMAReg(
         build_token_block(config),
         shape=tuple(config.data.shape),

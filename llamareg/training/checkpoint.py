@@ -22,9 +22,13 @@ CHECKPOINT_FORMAT = "llamareg-checkpoint-v1"
 def frozen_parameter_names(model: nn.Module) -> set[str]:
     """The pretrained LLM weights, which never train and are reloaded from their source.
 
-    Frozen cascade steps, LoRA factors and ViT blocks are stored: they were trained here.
+    Frozen cascade steps, LoRA factors and ViT blocks are stored: they were trained here. A model
+    without an LLM (a baseline) has none.
     """
-    return {f"llm.{name}" for name in model.llm.pretrained_parameter_names()}
+    llm = getattr(model, "llm", None)
+    if llm is None:
+        return set()
+    return {f"llm.{name}" for name in llm.pretrained_parameter_names()}
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -34,9 +34,13 @@ class MultiScaleObjective(nn.Module):
         self.scale_weights = tuple(scale_weights)
 
     def forward(
-        self, moving: torch.Tensor, fixed: torch.Tensor, flows: Sequence[torch.Tensor]
+        self, moving: torch.Tensor, fixed: torch.Tensor, flows: Sequence[torch.Tensor], full_size: Sequence[int] | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Return the total loss and its terms (as floats, for logging)."""
+        """Return the total loss and its terms (as floats, for logging).
+
+        ``moving`` and ``fixed`` have the last flow's resolution. ``full_size`` (the input volumes'
+        shape, when the last flow is coarser, as while LapIRN trains a coarse level) only names the
+        terms by each flow's true scale."""
         if len(flows) != len(self.scale_weights):
             raise ValueError(f"got {len(flows)} flows but {len(self.scale_weights)} scale weights")
         levels = len(flows)
@@ -49,7 +53,7 @@ class MultiScaleObjective(nn.Module):
             similarity = self.similarity(warp(moving_pyramid[level].float(), flow), fixed_pyramid[level].float())
             smoothness = diffusion(flow)
             total = total + weight * (similarity + self.reg_weight * smoothness)
-            scale = 2 ** (levels - 1 - level)
+            scale = 2 ** (levels - 1 - level) if full_size is None else round(full_size[0] / flow.shape[2])
             terms[f"similarity_1/{scale}" if scale > 1 else "similarity_full"] = similarity.item()
             terms[f"diffusion_1/{scale}" if scale > 1 else "diffusion_full"] = smoothness.item()
         terms["loss"] = total.item()

@@ -1,4 +1,5 @@
-"""Training schedules for cascaded LLaMA-Reg: step by step, or step 1 then all steps jointly."""
+"""Training schedules: one phase; cascaded LLaMA-Reg step by step, or step 1 then all steps jointly;
+LapIRN level by level."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from llamareg.atomic import atomic_output, write_json
 from llamareg.config import Config
 from llamareg.data.factory import build_pair_datasets
 from llamareg.distributed.context import DistributedContext
-from llamareg.networks.llamareg import build_model, check_llm_source
+from llamareg.networks.llamareg import LLaMAReg, build_model, check_llm_source
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
 from llamareg.tracking import TrainingRun, open_training_run
 from llamareg.training.optimization import resume_point_exists
@@ -28,7 +30,12 @@ STEP_SUMMARY_KEYS = ("val_dice", "val_dice_best", "val_folding_pct", "val_sdlogj
 
 @dataclass(frozen=True)
 class Phase:
-    """One training phase: a model of ``model_steps`` steps of which ``trainable`` (0-based) train."""
+    """One training phase: a model of ``model_steps`` steps of which ``trainable`` (0-based) train.
+
+    For LapIRN (``levels`` set) the model runs levels 1..``levels`` and trains level ``levels``, and
+    the coarser ones too unless ``freeze_coarser``; ``trainable`` and ``shared_trains`` do not apply.
+    ``name`` names the phase's MLflow child run.
+    """
 
     number: int
     model_steps: int
@@ -36,16 +43,32 @@ class Phase:
     shared_trains: bool
     iterations: int
     out: Path
+    name: str = ""
+    levels: int | None = None
+    freeze_coarser: bool = True
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"step{self.number}"
+
+
+# LapIRN's release: level 1 (30k iterations); level 2 with level 1 frozen (2k), then both (28k);
+# level 3 with levels 1-2 frozen (2k), then all (58k). (levels, freeze_coarser, folder) per phase.
+LAPIRN_PHASES = ((1, True, "level1"), (2, True, "level2-warmup"), (2, False, "level2"), (3, True, "level3-warmup"), (3, False, "level3"))
 
 
 def plan_phases(config: Config) -> list[Phase]:
     """The phases ``config`` asks for.
 
-    One step: a single phase writing to ``train.out``. Step by step: phase k trains step k with
-    steps 1..k-1 (and the shared encoder) frozen, in ``<out>/step<k>``. Joint: step 1 alone in
-    ``<out>/step1``, then all steps together with the shared encoder frozen in ``<out>/joint``.
+    One step (and every baseline but LapIRN's schedule): a single phase writing to ``train.out``. Step
+    by step: phase k trains step k with steps 1..k-1 (and the shared encoder) frozen, in
+    ``<out>/step<k>``. Joint: step 1 alone in ``<out>/step1``, then all steps together with the shared
+    encoder frozen in ``<out>/joint``. LapIRN (``train.schedule=lapirn``): the five phases of
+    :data:`LAPIRN_PHASES` in ``<out>/level1``, ``<out>/level2-warmup``, ... ``<out>/level3``.
     """
     steps, out = config.model.steps, Path(config.train.out)
+    if config.train.schedule == "lapirn":
+        return _lapirn_phases(config, out)
     if steps == 1:
         count = 1
     else:
@@ -66,12 +89,36 @@ def plan_phases(config: Config) -> list[Phase]:
     ]
 
 
+def _lapirn_phases(config: Config, out: Path) -> list[Phase]:
+    iterations = config.train.step_iters or [config.train.max_iters] * len(LAPIRN_PHASES)
+    if len(iterations) != len(LAPIRN_PHASES):
+        raise ValueError(
+            f"train.step_iters has {len(iterations)} entries but the lapirn schedule has {len(LAPIRN_PHASES)} phases "
+            "(level 1; level 2 warm-up with level 1 frozen; levels 1-2; level 3 warm-up; levels 1-3); give one iteration count per phase"
+        )
+    return [
+        Phase(number, 1, frozenset({0}), True, count, out / folder, name=folder, levels=levels, freeze_coarser=freeze)
+        for number, ((levels, freeze, folder), count) in enumerate(zip(LAPIRN_PHASES, iterations), start=1)
+    ]
+
+
 def _phase_config(config: Config, phase: Phase) -> Config:
-    return dataclasses.replace(
-        config,
-        model=dataclasses.replace(config.model, steps=phase.model_steps),
-        train=dataclasses.replace(config.train, out=str(phase.out), max_iters=phase.iterations, step_iters=[]),
-    )
+    """The config one phase trains with (and stores in its checkpoints): its step count, its output folder
+    and iterations; for LapIRN its active levels and the scale weights of their fields (the last ones)."""
+    model = dataclasses.replace(config.model, steps=phase.model_steps)
+    train = dataclasses.replace(config.train, out=str(phase.out), max_iters=phase.iterations, step_iters=[])
+    if phase.levels is not None:
+        model = dataclasses.replace(model, sizes={**config.model.sizes, "active_levels": phase.levels})
+        train = dataclasses.replace(train, scale_weights=config.train.scale_weights[-phase.levels:], schedule="step-by-step")
+    return dataclasses.replace(config, model=model, train=train)
+
+
+def select_trainable(model: nn.Module, phase: Phase) -> None:
+    """Make the parts ``phase`` trains trainable and freeze the rest (a one-phase baseline trains whole)."""
+    if phase.levels is not None:
+        model.train_levels(phase.levels, freeze_coarser=phase.freeze_coarser)
+    elif isinstance(model, LLaMAReg):
+        model.train_only(set(phase.trainable), shared=phase.shared_trains)
 
 
 def _finished(phase: Phase) -> dict[str, Any] | None:
@@ -129,6 +176,7 @@ def _run_phases(
 ) -> dict[str, Any]:
     out = Path(config.train.out)
     run.log_params({**config.to_dict(), "ranks": context.world_size, "deepspeed": ds_config is not None})
+    run.set_tags({"architecture": config.model.architecture})
     if ds_config is not None:
         run.log_dict(ds_config, "ds_config.json")
     if run.enabled:
@@ -150,7 +198,7 @@ def _run_phases(
         if earlier and done is None:
             raise ValueError(f"--step {only_phase} needs phase {phase.number} finished first ({phase.out}/metrics.json)")
         if done is None:
-            phase_run = run if len(phases) == 1 else run.child(f"step{phase.number}", phase.out, resume)
+            phase_run = run if len(phases) == 1 else run.child(phase.run_name, phase.out, resume)
             metrics = _train_phase(config, phase, phases, datasets, resume, phase_run, ds_config, context)
             if phase_run is not run:
                 phase_run.finish()
@@ -192,10 +240,19 @@ def _train_phase(
         path = previous.out / "checkpoints" / "best.pt"
         new_steps = tuple(f"steps.{i}." for i in range(previous.model_steps, phase.model_steps))
         load_model_state(model, read_checkpoint(path), str(path), new_prefixes=new_steps)
-    model.train_only(set(phase.trainable), shared=phase.shared_trains)
-    run.log_params({"phase": phase.number, "trainable_steps": sorted(i + 1 for i in phase.trainable),
-                    "llm_layer_indices": list(getattr(model.llm, "layer_indices", ())), **model.parameter_counts()})
-    run.set_tags({"llm_source": config.llm.source, "llm_fingerprint": getattr(model.llm, "fingerprint", "")})
+    select_trainable(model, phase)
+    llm = getattr(model, "llm", None)
+    if phase.levels is not None:
+        what = {"lapirn_levels": phase.levels, "lapirn_coarser_frozen": phase.freeze_coarser}
+    elif llm is not None:
+        what = {"trainable_steps": sorted(i + 1 for i in phase.trainable), "llm_layer_indices": list(getattr(llm, "layer_indices", ()))}
+    else:
+        what = {}
+    run.log_params({"phase": phase.number, **what, **model.parameter_counts()})
+    tags = {"architecture": config.model.architecture}
+    if llm is not None:
+        tags.update({"llm_source": config.llm.source, "llm_fingerprint": getattr(llm, "fingerprint", "")})
+    run.set_tags(tags)
     trainer = Trainer(phase_config, model, train_pairs, val_pairs, run, ds_config, context)
     if resume and resume_point_exists(phase.out / "checkpoints"):
         trainer.resume()

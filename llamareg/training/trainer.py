@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from tqdm import tqdm
 
 from llamareg.atomic import write_json
+from llamareg.baselines.common import objective_images
 from llamareg.config import Config
 from llamareg.distributed.context import DistributedContext
-from llamareg.networks.llamareg import LLaMAReg
 from llamareg.tracking import TrainingRun, plot_training_curves
 from llamareg.training.objective import MultiScaleObjective
 from llamareg.training.optimization import DeepSpeedOptimization, LocalOptimization
@@ -63,7 +64,8 @@ class Trainer:
 
     Args:
         config: The run's configuration; ``config.train`` drives the loop.
-        model: The model; only its parameters with ``requires_grad`` are optimised.
+        model: LLaMA-Reg or a baseline (``model.architecture``); only its parameters with ``requires_grad``
+            are optimised.
         train_pairs: Dataset of training pairs with at least ``max_iters x batch_size x
             grad_accumulation x ranks`` items, or a stream of them (an ``IterableDataset``, e.g. from
             shards, already split by rank), of which that many are taken.
@@ -77,7 +79,7 @@ class Trainer:
     def __init__(
         self,
         config: Config,
-        model: LLaMAReg,
+        model: nn.Module,
         train_pairs: Dataset,
         val_pairs: Dataset,
         run: TrainingRun | None = None,
@@ -120,8 +122,8 @@ class Trainer:
         """Everything but weights and optimizer: config, LLM identity, progress and history."""
         return {
             "config": self.config.to_dict(),
-            "llm_source": self.model.llm.source,
-            "llm_fingerprint": self.model.llm.fingerprint,
+            "llm_source": self._llm_identity()[0],
+            "llm_fingerprint": self._llm_identity()[1],
             "iteration": self.iteration,
             "best_dice": self.best_dice,
             "best_iteration": self.best_iteration,
@@ -130,6 +132,11 @@ class Trainer:
             "losses": self.losses,
             "wall_seconds": self._wall_seconds(),
         }
+
+    def _llm_identity(self) -> tuple[str | None, str | None]:
+        """The token block's source and fingerprint; (None, None) for a model without one (a baseline)."""
+        llm = getattr(self.model, "llm", None)
+        return (None, None) if llm is None else (llm.source, llm.fingerprint)
 
     def resume(self) -> None:
         """Continue from the last checkpoint: weights, optimizer, scaler, iteration, history."""
@@ -141,10 +148,11 @@ class Trainer:
         self.previous_wall_seconds = state["wall_seconds"]
 
     def _check_resumable(self, state: dict[str, Any]) -> None:
-        saved, current = state["config"], self.config.to_dict()
+        saved, current, defaults = state["config"], self.config.to_dict(), Config().to_dict()
         for section in RESUME_FIXED_SECTIONS:
             for key, value in current[section].items():
-                if saved[section].get(key) != value:
+                # A key the saved config lacks (written before the key existed) had its default.
+                if saved[section].get(key, defaults[section][key]) != value:
                     raise ValueError(
                         f"--resume: {section}.{key} is {value!r} but {self.checkpoint_dir} was trained with "
                         f"{saved[section].get(key)!r}; resume with the run's own config"
@@ -174,7 +182,8 @@ class Trainer:
         dtype = self.optimization.input_dtype
         moving, fixed = batch["moving"].to(self.device, dtype), batch["fixed"].to(self.device, dtype)
         flows = self.optimization.forward(moving, fixed)["flows"]
-        loss, terms = self.objective(moving, fixed, flows)
+        # The pair at the finest flow's resolution: the input itself unless LapIRN trains a coarse level.
+        loss, terms = self.objective(*objective_images(moving, fixed, flows), flows, full_size=moving.shape[2:])
         if not math.isfinite(terms["loss"]):
             raise FloatingPointError(f"loss became {terms['loss']} at iteration {self.iteration + 1}; lower train.lr or use train.precision=fp32")
         return terms, self.optimization.backward_and_step(loss)
@@ -281,7 +290,9 @@ class Trainer:
             "train_seconds_per_iteration": seconds_per_iteration,
             "peak_memory_mb": self._peak_memory_mb(),
             "parameters": self.parameter_counts,
-            "llm": {"source": self.model.llm.source, "layers": self.config.llm.layers, "calls": self.config.llm.calls},
+            "architecture": self.config.model.architecture,
+            "llm": (None if self._llm_identity()[0] is None else
+                    {"source": self._llm_identity()[0], "layers": self.config.llm.layers, "calls": self.config.llm.calls}),
             "device": str(self.device),
             "precision": self.optimization.precision_name,
             "ranks": self.context.world_size,

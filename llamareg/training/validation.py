@@ -45,7 +45,9 @@ def evaluate_pairs(
         moving, fixed = batch["moving"].to(device, input_dtype), batch["fixed"].to(device, input_dtype)
         moving_labels, fixed_labels = batch["moving_labels"].to(device), batch["fixed_labels"].to(device)
         with precision.autocast():
-            flow = model(moving, fixed)["flows"][-1].float()
+            outputs = model(moving, fixed)
+        # The full-resolution field: the finest flow, or (LapIRN training a coarser level) it upsampled.
+        flow = outputs.get("full_flow", outputs["flows"][-1]).float()
         labels = foreground_labels(moving_labels, fixed_labels)
         warped_labels = warp(moving_labels, flow, mode="nearest")
         after = dice_per_label(warped_labels, fixed_labels, labels).tolist()

@@ -69,3 +69,98 @@ def registers():
         return mse(warped, fixed).item() < mse(moving, fixed).item()
 
     return check
+
+
+# ----------------------------------------------------------------------------- the presets through the real training loop
+# Like tests/conftest.py's TINY_RUN, for baselines: 32^3 volumes, two training subjects (so each of the
+# two pairs recurs and its loss can be followed), two validation pairs, no MLflow.
+TINY_BASELINE = [
+    "data.shape=[32, 32, 32]",
+    "data.num_train_subjects=2",
+    "data.num_val_subjects=3",
+    "data.num_val_pairs=2",
+    "train.log_every=1",
+    "train.lr=0.002",
+    "tracking.enabled=false",
+]
+
+
+class PresetRuns:
+    """Helpers for running a baseline preset shrunk to seconds (``tiny``) and inspecting the result."""
+
+    @staticmethod
+    def tiny(preset, out, *overrides):
+        from llamareg.config import load_config
+
+        return load_config(preset, [*TINY_BASELINE, f"train.out={out}", *overrides])
+
+    @staticmethod
+    def losses_by_pair(config, losses):
+        """The logged losses grouped by training pair ((moving, fixed) subject indices), in order; the loss
+        logged at iteration ``i`` (batch 1, no accumulation) is that of training example ``i - 1``."""
+        from llamareg.data.factory import build_pair_datasets
+
+        train_pairs, _ = build_pair_datasets(config)
+        groups = {}
+        for entry in losses:
+            groups.setdefault(train_pairs.pair_indices(entry["iteration"] - 1), []).append(entry["loss"])
+        return groups
+
+    @staticmethod
+    def reload(path):
+        """A freshly built model from a checkpoint's own config, with its weights (as ``llamareg register`` does)."""
+        from llamareg.config import config_from_dict
+        from llamareg.networks.llamareg import build_model
+        from llamareg.training.checkpoint import load_model_state, read_checkpoint
+
+        payload = read_checkpoint(path)
+        config = config_from_dict(payload["config"])
+        model = build_model(config)
+        load_model_state(model, payload, str(path))
+        return model.eval(), config, payload
+
+    @staticmethod
+    def val_batches(config):
+        from llamareg.data.factory import build_pair_datasets
+
+        _, val_pairs = build_pair_datasets(config)
+        return torch.utils.data.DataLoader(val_pairs)
+
+    @classmethod
+    def check_trained(cls, config, metrics, out, frozen=0):
+        """metrics.json written with Dice; the loss of each of the two training pairs falls."""
+        import json
+
+        written = json.loads((out / "metrics.json").read_text())
+        assert written["architecture"] == config.model.architecture and written["llm"] is None
+        assert 0 < written["val_dice"] < 1 and 0 < written["val_dice_identity"] < 1
+        assert written["parameters"]["frozen"] == frozen
+        for pair, losses in cls.losses_by_pair(config, metrics["losses"]).items():
+            assert len(losses) >= 2, pair
+            assert losses[-1] < losses[0], (pair, losses)
+
+    @classmethod
+    def check_reload_and_register(cls, checkpoint):
+        """The checkpoint reloads into a freshly built model that registers the validation pairs as they were
+        registered when it was saved, and the register/evaluate commands' loader gives the same flow."""
+        from llamareg.inference.model_io import load_trained_model
+        from llamareg.training.precision import Precision
+        from llamareg.training.validation import evaluate
+
+        cpu = torch.device("cpu")
+        model, config, payload = cls.reload(checkpoint)
+        assert payload["llm_source"] is None
+        result = evaluate(model, cls.val_batches(config), cpu, Precision.resolve("fp32", cpu))
+        assert result["dice"] == pytest.approx(payload["best_dice"], abs=1e-12)
+        trained = load_trained_model(checkpoint, device="cpu")
+        pair = next(iter(cls.val_batches(config)))
+        with torch.no_grad():
+            ours = model(pair["moving"], pair["fixed"])
+            theirs = trained.model(pair["moving"], pair["fixed"])
+        assert torch.equal(ours["full_flow"], theirs["full_flow"]) and torch.equal(ours["flows"][-1], ours["full_flow"])
+        assert torch.equal(ours["warped"], theirs["warped"])
+
+
+@pytest.fixture
+def preset_runs():
+    return PresetRuns

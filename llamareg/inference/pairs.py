@@ -1,0 +1,110 @@
+"""Pair lists (``PAIRS.json``) and the up-front check of every file a pair names.
+
+A pair list is a JSON list of objects with the keys ``fixed``, ``moving``, ``fixed_labels`` and
+``moving_labels`` (paths; relative paths are resolved against the JSON file's folder)::
+
+    [{"fixed": "s01.nii.gz", "moving": "s02.nii.gz",
+      "fixed_labels": "s01_labels.nii.gz", "moving_labels": "s02_labels.nii.gz"}]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel
+
+from llamareg.inference.images import NiftiVolume, check_same_grid, open_volume, read_intensities, read_labels
+
+PAIR_KEYS = ("fixed", "moving", "fixed_labels", "moving_labels")
+ROLES = {"fixed": "fixed image", "moving": "moving image", "fixed_labels": "fixed labels", "moving_labels": "moving labels"}
+
+
+@dataclass(frozen=True)
+class PairPaths:
+    """The files of one pair; the label maps are optional."""
+
+    fixed: Path
+    moving: Path
+    fixed_labels: Path | None = None
+    moving_labels: Path | None = None
+
+
+@dataclass(frozen=True)
+class LoadedPair:
+    """One pair's volumes, read and checked."""
+
+    fixed: NiftiVolume
+    moving: NiftiVolume
+    fixed_labels: NiftiVolume | None
+    moving_labels: NiftiVolume | None
+
+
+def read_pair_list(path: str | Path, required: tuple[str, ...] = ("fixed", "moving")) -> list[PairPaths]:
+    """Read a pair list, checking its structure (not yet the files it names).
+
+    Args:
+        path: the JSON file.
+        required: keys every entry must have (others of :data:`PAIR_KEYS` are optional).
+
+    Raises:
+        FileNotFoundError: the JSON file does not exist.
+        ValueError: it is not a non-empty list of objects with string paths under the known keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pair list {path} does not exist")
+    try:
+        entries = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"pair list {path} is not valid JSON ({error})".splitlines()[0]) from None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"pair list {path} must be a non-empty JSON list of objects with keys {list(PAIR_KEYS)}")
+    pairs = []
+    for index, entry in enumerate(entries):
+        where = f"pair list {path}, entry {index}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} must be an object with keys {list(PAIR_KEYS)}, got {type(entry).__name__}")
+        unknown = sorted(set(entry) - set(PAIR_KEYS))
+        if unknown:
+            raise ValueError(f"{where} has unknown key '{unknown[0]}'; the keys are {list(PAIR_KEYS)}")
+        missing = [key for key in required if key not in entry]
+        if missing:
+            raise ValueError(f"{where} lacks '{missing[0]}'; every entry needs {list(required)}")
+        for key, value in entry.items():
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{where}: '{key}' must be a file path string, got {value!r}")
+        pairs.append(PairPaths(**{key: path.parent / value for key, value in entry.items()}))
+    return pairs
+
+
+def check_pair(pair: PairPaths) -> dict[str, nibabel.spatialimages.SpatialImage]:
+    """Open every file of a pair and check it (exists, 3D, labels on their image's grid).
+
+    Returns:
+        The opened headers by key, to read with :func:`load_pair`.
+
+    Raises:
+        FileNotFoundError, ValueError: one line naming the bad file.
+    """
+    opened = {key: open_volume(getattr(pair, key), ROLES[key]) for key in PAIR_KEYS if getattr(pair, key) is not None}
+    for image_key in ("fixed", "moving"):
+        labels_key = f"{image_key}_labels"
+        if labels_key in opened:
+            check_same_grid(opened[labels_key], getattr(pair, labels_key), opened[image_key], getattr(pair, image_key), ROLES[labels_key])
+    return opened
+
+
+def load_pair(pair: PairPaths, opened: dict[str, nibabel.spatialimages.SpatialImage]) -> LoadedPair:
+    """Read the voxels of a pair checked by :func:`check_pair`."""
+
+    def labels(key: str) -> NiftiVolume | None:
+        return read_labels(opened[key], getattr(pair, key), ROLES[key]) if key in opened else None
+
+    return LoadedPair(
+        fixed=read_intensities(opened["fixed"], pair.fixed, ROLES["fixed"]),
+        moving=read_intensities(opened["moving"], pair.moving, ROLES["moving"]),
+        fixed_labels=labels("fixed_labels"),
+        moving_labels=labels("moving_labels"),
+    )

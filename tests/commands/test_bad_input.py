@@ -1,0 +1,126 @@
+"""Bad input: one ``error:`` line naming the culprit, exit code 2, and nothing written to --out.
+
+The fixtures ``checkpoints`` and ``images`` (tests/commands/conftest.py) hold the valid inputs these
+tests break one at a time; tests/commands/test_checkpoints.py shows the valid ones go through.
+"""
+
+import json
+
+import pytest
+
+from llamareg.cli import main
+
+def _run(capsys, argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def _assert_rejected(capsys, argv, out, *names):
+    code, err = _run(capsys, argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for name in names:
+        assert name in lines[0], lines[0]
+    assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
+    return lines[0]
+
+
+def _register(checkpoint, fixed, moving, out, *extra):
+    return ["register", "--checkpoint", checkpoint, fixed, moving, "--out", out, *extra]
+
+
+@pytest.mark.parametrize(
+    "fixed, moving, labels, culprit",
+    [
+        ("fixed.nii.gz", "absent.nii.gz", None, "absent.nii.gz"),
+        ("flat2d.nii.gz", "moving.nii.gz", None, "flat2d.nii.gz"),
+        ("fixed.nii.gz", "series4d.nii.gz", None, "series4d.nii.gz"),
+        ("fixed.nii.gz", "moving.nii.gz", "short_labels.nii.gz", "short_labels.nii.gz"),
+        ("notes.nii.gz", "moving.nii.gz", None, "notes.nii.gz"),
+        ("fixed.nii.gz", "truncated.nii.gz", None, "truncated.nii.gz"),
+    ],
+)
+def test_register_rejects_bad_images(capsys, checkpoints, images, tmp_path, fixed, moving, labels, culprit):
+    out = tmp_path / "out"
+    extra = ["--moving-labels", images / labels] if labels else []
+    _assert_rejected(capsys, _register(checkpoints / "valid.pt", images / fixed, images / moving, out, *extra), out, culprit)
+
+
+@pytest.mark.parametrize(
+    "checkpoint, words",
+    [
+        ("other_architecture.pt", "does not match this model's architecture"),
+        ("foreign.pt", "is not a llamareg checkpoint"),
+        ("absent.pt", "does not exist"),
+    ],
+)
+def test_register_rejects_bad_checkpoints(capsys, checkpoints, images, tmp_path, checkpoint, words):
+    out = tmp_path / "out"
+    argv = _register(checkpoints / checkpoint, images / "fixed.nii.gz", images / "moving.nii.gz", out)
+    _assert_rejected(capsys, argv, out, checkpoint, words)
+
+
+def test_register_needs_one_pair_source(capsys, checkpoints, images, tmp_path):
+    out = tmp_path / "out"
+    _assert_rejected(capsys, ["register", "--checkpoint", checkpoints / "valid.pt", images / "fixed.nii.gz", "--out", out], out, "MOVING")
+
+
+def test_register_rejects_an_out_path_that_is_a_file(capsys, checkpoints, images, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    code, err = _run(capsys, _register(checkpoints / "valid.pt", images / "fixed.nii.gz", images / "moving.nii.gz", taken / "sub"))
+    assert code == 2 and err.count("\n") == 1 and "taken" in err and "is a file" in err
+    assert taken.read_text() == "a file"
+
+
+@pytest.mark.parametrize("options, culprit", [(["--refine", "-1"], "--refine"), (["--refine", "3", "--refine-lr", "0"], "--refine-lr")])
+def test_register_rejects_bad_refinement_options(capsys, checkpoints, images, tmp_path, options, culprit):
+    out = tmp_path / "out"
+    argv = _register(checkpoints / "valid.pt", images / "fixed.nii.gz", images / "moving.nii.gz", out, *options)
+    _assert_rejected(capsys, argv, out, culprit)
+
+
+def _pairs(tmp_path, images, **changes):
+    entry = {"fixed": "fixed.nii.gz", "moving": "moving.nii.gz", "fixed_labels": "fixed_labels.nii.gz", "moving_labels": "moving_labels.nii.gz"}
+    entry = {key: str(images / value) for key, value in {**entry, **changes}.items() if value is not None}
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps([entry]))
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, culprit",
+    [
+        ({"fixed_labels": None}, "pairs.json"),
+        ({"moving_labels": "short_labels.nii.gz"}, "short_labels.nii.gz"),
+        ({"fixed": "series4d.nii.gz"}, "series4d.nii.gz"),
+        ({"moving": "absent.nii.gz"}, "absent.nii.gz"),
+    ],
+)
+def test_evaluate_rejects_bad_pairs(capsys, checkpoints, images, tmp_path, changes, culprit):
+    out = tmp_path / "out"
+    argv = ["evaluate", "--checkpoint", checkpoints / "valid.pt", "--pairs", _pairs(tmp_path, images, **changes), "--out", out]
+    _assert_rejected(capsys, argv, out, culprit)
+
+
+def test_evaluate_rejects_an_unknown_mlflow_run_or_store(capsys, checkpoints, images, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "out"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri).create_experiment("evaluation", artifact_location=(tmp_path / "artifacts").as_uri())
+    capsys.readouterr()
+    argv = ["evaluate", "--checkpoint", checkpoints / "valid.pt", "--pairs", _pairs(tmp_path, images), "--out", out,
+            "--mlflow-run-id", "0123456789abcdef", "--tracking-uri", uri]
+    _assert_rejected(capsys, argv, out, "0123456789abcdef", "--tracking-uri")
+    absent = f"sqlite:///{tmp_path / 'typo.db'}"
+    _assert_rejected(capsys, [*argv[:-1], absent], out, "typo.db", "does not exist")
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_evaluate_rejects_an_out_of_range_figure_pair(capsys, checkpoints, images, tmp_path):
+    out = tmp_path / "out"
+    argv = ["evaluate", "--checkpoint", checkpoints / "valid.pt", "--pairs", _pairs(tmp_path, images), "--out", out, "--figure-pairs", "4"]
+    _assert_rejected(capsys, argv, out, "--figure-pairs 4")

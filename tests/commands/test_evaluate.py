@@ -1,0 +1,79 @@
+"""``llamareg evaluate``: CSV, Markdown table, PNG figures and MLflow logging, from a trained checkpoint."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from llamareg.cli import main
+
+pytestmark = pytest.mark.slow
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _rows(path):
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def _check_png(path, min_bytes=5000):
+    assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > min_bytes
+    pixels = imread(path)
+    assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100 and pixels.std() > 0.01  # not blank
+
+
+def test_evaluate_writes_tables_and_figures(trained_checkpoint, nifti_pairs, tmp_path):
+    out = tmp_path / "evaluation"
+    assert main(["evaluate", "--checkpoint", str(trained_checkpoint), "--pairs", str(nifti_pairs.pairs_json),
+                 "--out", str(out), "--figure-pairs", "0,3"]) == 0
+    rows = _rows(out / "metrics_per_label.csv")
+    assert [(int(r["pair"]), int(r["label"])) for r in rows] == [(p, label) for p in range(8) for label in (1, 2)]
+    for row in rows:
+        assert 0 <= float(row["dice"]) <= 1 and 0 <= float(row["dice_identity"]) <= 1
+        assert 0 <= float(row["hd95_mm"]) < 100
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pairs"] == 8
+    # Every pair scores both labels, so the mean over pairs of per-pair means is the mean of the CSV.
+    assert summary["dice"]["mean"] == pytest.approx(np.mean([float(r["dice"]) for r in rows]), abs=1e-6)
+    assert summary["dice_identity"]["mean"] == pytest.approx(np.mean([float(r["dice_identity"]) for r in rows]), abs=1e-6)
+    assert summary["dice"]["mean"] > summary["dice_identity"]["mean"]
+    pairs = _rows(out / "metrics_per_pair.csv")
+    assert len(pairs) == 8
+    for row in pairs:
+        assert 0 <= float(row["folding_pct"]) < 5 and 0 < float(row["sdlogj"]) < 2 and float(row["seconds"]) > 0
+    table = (out / "summary.md").read_text().splitlines()
+    assert "| Method | Dice (%) | % \\|J\\| ≤ 0 | SDlogJ | HD95 (mm) | Time (s) |" in table
+    method_row = next(line for line in table if line.startswith("| LLaMA-Reg |"))
+    assert f"{100 * summary['dice']['mean']:.2f} ± {100 * summary['dice']['std']:.2f}" in method_row
+    assert any(line.startswith("| Initial |") for line in table)
+    for name in ("dice_boxplot.png", "pair_0.png", "pair_3.png"):
+        _check_png(out / name)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dice_boxplot.png", "metrics_per_label.csv", "metrics_per_pair.csv", "pair_0.png", "pair_3.png", "summary.json", "summary.md"]
+
+
+def test_evaluate_logs_metrics_and_files_to_an_mlflow_run(trained_checkpoint, nifti_pairs, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("evaluation", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    absolute = [{key: str(nifti_pairs.folder / name) for key, name in entry.items()} for entry in nifti_pairs.entries[:2]]
+    pairs_json = tmp_path / "two_pairs.json"
+    pairs_json.write_text(json.dumps(absolute))
+    out = tmp_path / "evaluation"
+    assert main(["evaluate", "--checkpoint", str(trained_checkpoint), "--pairs", str(pairs_json), "--out", str(out),
+                 "--figure-pairs", "1", "--mlflow-run-id", run_id, "--tracking-uri", uri]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    logged = client.get_run(run_id).data.metrics
+    assert logged["eval_dice_mean"] == pytest.approx(summary["dice"]["mean"])
+    assert logged["eval_folding_pct_mean"] == pytest.approx(summary["folding_pct"]["mean"])
+    assert logged["eval_pairs"] == 2 and {"eval_dice_label_1", "eval_dice_label_2", "eval_seconds_mean"} <= set(logged)
+    artifacts = {item.path for item in client.list_artifacts(run_id, "evaluation")}
+    assert artifacts == {f"evaluation/{p.name}" for p in out.iterdir()}
+    copy = tmp_path / "artifacts" / run_id / "artifacts" / "evaluation" / "summary.md"
+    assert copy.read_text() == (out / "summary.md").read_text()
