@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["train"]:
         from llamareg.commands.train import main as train_main
 
-        return train_main(argv[1:])
+        return train_main(argv[1:], prog="llamareg train")
     args = build_parser().parse_args(argv)
     try:
         return args.execute(args)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llamareg.networks.bookkeeping import ParameterBookkeeping
 from llamareg.spatial.functional import resize_flow, warp
 
 
@@ -98,8 +99,9 @@ def objective_images(moving: torch.Tensor, fixed: torch.Tensor, flows: Sequence[
     return pool_to(moving, size), pool_to(fixed, size)
 
 
-class RegistrationNetwork(nn.Module):
-    """Base of the baselines: input checks, parameter bookkeeping and the output dict.
+class RegistrationNetwork(ParameterBookkeeping):
+    """Base of the baselines: input checks and the output dict (parameter bookkeeping from
+    :class:`ParameterBookkeeping`).
 
     Subclasses set ``stride`` (every input side must be divisible by it) and call
     :meth:`_check_pair` and :meth:`_outputs` in ``forward``.
@@ -120,14 +122,6 @@ class RegistrationNetwork(nn.Module):
             full = resize_flow(full, moving.shape[2:])
         return {"flows": flows, "warped": warp(moving, full), "full_flow": full}
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def parameter_counts(self) -> dict[str, int]:
-        """Trainable and frozen parameter counts (shared tensors counted once)."""
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
-        return {"trainable": trainable, "frozen": frozen}
 
 
 class ConvNormAct(nn.Sequential):

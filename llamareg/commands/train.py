@@ -13,9 +13,9 @@ from llamareg.config import Config, load_config, preset_names
 DEFAULT_PRESET = "cpu-default"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "launch/train.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="launch/train.py",
+        prog=prog,
         description="Train LLaMA-Reg (unsupervised deformable registration with frozen LLaMA layers).",
         epilog="Overrides are section.key=value, e.g. train.lr=1e-4 model.base_channels=16. Presets: " + ", ".join(preset_names()),
     )
@@ -68,8 +68,9 @@ def run(config: Config, resume: bool = False, step: int | None = None, ds: str |
         torch.distributed.destroy_process_group()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "launch/train.py") -> int:
+    """Run the training command line ``argv`` (default ``sys.argv[1:]``); ``prog`` names it in usage and help."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         config = resolve_config(args)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from llamareg.config import Config
+from llamareg.networks.bookkeeping import ParameterBookkeeping
 from llamareg.networks.decoder import MultiScaleDecoder
 from llamareg.networks.encoder import DualStreamEncoder
 from llamareg.networks.flow_fields import FlowFieldRules
@@ -31,7 +32,7 @@ class CascadeStep(nn.Module):
         self.decoder = decoder
 
 
-class LLaMAReg(nn.Module):
+class LLaMAReg(ParameterBookkeeping):
     """LLaMA-Reg (Ma, Yang et al.): ``steps`` cascaded decoding steps (LLaMA-Reg-C``steps``).
 
     All steps share the encoder and the token block; each has its own positional embedding,
@@ -142,15 +143,6 @@ class LLaMAReg(nn.Module):
             parameter.requires_grad_(shared and name not in pretrained)
         for index, step in enumerate(self.steps):
             step.requires_grad_(index in steps)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def parameter_counts(self) -> dict[str, int]:
-        """Trainable and frozen parameter counts (shared tensors counted once)."""
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
-        return {"trainable": trainable, "frozen": frozen}
 
 
 def _trains(module: nn.Module) -> bool:

@@ -10,6 +10,12 @@ def test_train_delegates_to_the_training_command(capsys):
     assert "max_iters: 7" in capsys.readouterr().out
 
 
+def test_train_usage_names_the_llamareg_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert capsys.readouterr().out.startswith("usage: llamareg train ")
+
+
 @pytest.mark.parametrize("command, words", [("register", "Displacement convention"), ("evaluate", "metrics_per_label.csv")])
 def test_help_documents_the_outputs(capsys, command, words):
     with pytest.raises(SystemExit) as stop:
