@@ -1,8 +1,17 @@
-"""Shared fixtures: small real models built from SmolLM2-shaped layers."""
+"""Shared fixtures: small real models built from SmolLM2-shaped layers, tiny configs, and one short
+real cpu-default training run."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 
+import llamareg
+from llamareg.atomic import atomic_output, write_json
+from llamareg.commands.train import run
 from llamareg.config import load_config
 from llamareg.llm import load_llama_layers
 from llamareg.networks.frozen_llm import FrozenLLM
@@ -49,3 +58,51 @@ def tiny_config(tmp_path):
         return load_config("cpu-default", [*TINY_RUN, f"train.out={out or tmp_path}", *overrides])
 
     return make
+
+
+# The cpu-default run cut to its first 150 of 450 iterations (about 3 minutes on a 2-core CPU). Pair i
+# depends only on the seed and i, so this is exactly the first third of `make demo`.
+TRAINED_ITERATIONS = 150
+TRAINED_RUN = [f"train.max_iters={TRAINED_ITERATIONS}", f"train.val_every={TRAINED_ITERATIONS}", "tracking.enabled=false"]
+
+# Package parts that do not change what training produces (editing them keeps the cached run).
+NOT_TRAINING = ("inference", "evaluation", "cli.py", "commands/register.py", "commands/evaluate.py")
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    checkpoint: Path
+    metrics: dict
+
+
+def _training_code_digest() -> str:
+    digest = hashlib.sha256()
+    root = Path(llamareg.__file__).parent
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts and not relative.startswith(NOT_TRAINING):
+            digest.update(relative.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def trained_run(request, tmp_path_factory) -> TrainedRun:
+    """``best.pt`` and ``metrics.json`` of the short cpu-default run, trained once.
+
+    Both are kept in pytest's cache under a key of the run's config and of every training source file
+    of the package, so a later session with unchanged training code reuses them and any change to the
+    model, data or trainer retrains.
+    """
+    out = tmp_path_factory.mktemp("trained")
+    config = load_config("cpu-default", [*TRAINED_RUN, f"train.out={out}"])
+    identity = {**config.to_dict(), "train": {**config.to_dict()["train"], "out": ""}}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16] + "-" + _training_code_digest()
+    cache = request.config.cache
+    folder = Path(cache.mkdir("llamareg-trained-run")) if cache is not None else out
+    checkpoint, metrics_file = folder / f"{key}.pt", folder / f"{key}.json"
+    if not (checkpoint.is_file() and metrics_file.is_file()):
+        metrics = run(config)
+        with atomic_output(checkpoint) as temporary:
+            temporary.write_bytes((out / "checkpoints" / "best.pt").read_bytes())
+        write_json(metrics_file, metrics)  # last: its presence marks a complete entry
+    return TrainedRun(checkpoint, json.loads(metrics_file.read_text()))

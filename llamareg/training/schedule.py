@@ -25,7 +25,7 @@ from llamareg.training.optimization import resume_point_exists
 from llamareg.training.trainer import Trainer
 
 STEP_SUMMARY_KEYS = ("val_dice", "val_dice_best", "val_folding_pct", "val_sdlogj", "iterations",
-                     "peak_memory_mb", "train_seconds_per_iteration", "wall_seconds")
+                     "peak_memory_mb", "peak_memory_of", "train_seconds_per_iteration", "wall_seconds")
 
 
 @dataclass(frozen=True)

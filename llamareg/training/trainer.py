@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import resource
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,6 +18,7 @@ from llamareg.baselines.common import objective_images
 from llamareg.config import Config
 from llamareg.distributed.context import DistributedContext
 from llamareg.tracking import TrainingRun, plot_training_curves
+from llamareg.training.memory import peak_memory_mb, reset_peak_memory
 from llamareg.training.objective import MultiScaleObjective
 from llamareg.training.optimization import DeepSpeedOptimization, LocalOptimization
 from llamareg.training.validation import evaluate_pairs, summarize
@@ -212,8 +212,7 @@ class Trainer:
         """Train up to ``config.train.max_iters`` and write ``metrics.json`` and the checkpoints."""
         self._started = time.perf_counter()
         train = self.config.train
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+        self.peak_memory_is_per_phase = reset_peak_memory(self.device)
         if self.initial is None:
             # The starting model is a candidate too: a cascade step starts from the previous step's
             # result, and its best checkpoint must never be worse than that.
@@ -265,12 +264,6 @@ class Trainer:
             self.iteration,
         )
 
-    def _peak_memory_mb(self) -> float:
-        """Peak CUDA memory allocated in this fit, or on the CPU the process's peak resident memory."""
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
     def _write_metrics(self, seconds_per_iteration: float) -> dict[str, Any]:
         final = self.history[-1]
         metrics = {
@@ -288,7 +281,8 @@ class Trainer:
             "final_loss": self.losses[-1]["loss"] if self.losses else None,
             "wall_seconds": self._wall_seconds(),
             "train_seconds_per_iteration": seconds_per_iteration,
-            "peak_memory_mb": self._peak_memory_mb(),
+            "peak_memory_mb": peak_memory_mb(self.device),
+            "peak_memory_of": "phase" if self.peak_memory_is_per_phase else "process",
             "parameters": self.parameter_counts,
             "architecture": self.config.model.architecture,
             "llm": (None if self._llm_identity()[0] is None else

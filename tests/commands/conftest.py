@@ -1,19 +1,14 @@
 """Inputs of the command tests.
 
-* ``trained_checkpoint`` / ``trained_model``: a trained cpu-default checkpoint; ``nifti_pairs``: the
+* ``trained_checkpoint`` / ``trained_model``: a trained cpu-default checkpoint (the shared
+  ``trained_run`` of ``tests/conftest.py``); ``nifti_pairs``: the
   embedded default's validation pairs as NIfTI files of other orientations, sizes and spacings.
 * ``checkpoints`` / ``images``: untrained tiny checkpoints and small images, valid and broken.
-
-The trained checkpoint is the cpu-default run cut to ``FIXTURE_ITERATIONS`` iterations (a few minutes on a
-2-core CPU). It is kept in pytest's cache under a key of the run's config and of every source file of
-the package, so a later session with unchanged code reuses it and a changed model retrains.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,9 +19,6 @@ import pytest
 import torch
 from scipy import ndimage
 
-import llamareg
-from llamareg.atomic import atomic_output
-from llamareg.commands.train import run
 from llamareg.config import load_config
 from llamareg.data.embedded import build_embedded_volumes
 from llamareg.data.pairs import consecutive_pairs
@@ -34,40 +26,10 @@ from llamareg.inference.model_io import load_trained_model
 from llamareg.networks.llamareg import build_model
 from llamareg.training.checkpoint import save_checkpoint, trainable_state
 
-FIXTURE_ITERATIONS = 120
-FIXTURE_RUN = [f"train.max_iters={FIXTURE_ITERATIONS}", f"train.val_every={FIXTURE_ITERATIONS}", "tracking.enabled=false"]
-
-
-# Package parts that do not change what training produces (editing them keeps the cached checkpoint).
-NOT_TRAINING = ("inference", "evaluation", "cli.py", "commands/register.py", "commands/evaluate.py")
-
-
-def _code_digest() -> str:
-    digest = hashlib.sha256()
-    root = Path(llamareg.__file__).parent
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root).as_posix()
-        if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts and not relative.startswith(NOT_TRAINING):
-            digest.update(relative.encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 @pytest.fixture(scope="session")
-def trained_checkpoint(request, tmp_path_factory) -> Path:
-    """``best.pt`` of the cpu-default run cut to ``FIXTURE_ITERATIONS`` iterations (trained once, cached)."""
-    out = tmp_path_factory.mktemp("trained")
-    config = load_config("cpu-default", [*FIXTURE_RUN, f"train.out={out}"])
-    identity = {**config.to_dict(), "train": {**config.to_dict()["train"], "out": ""}}
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16] + "-" + _code_digest()
-    cache = request.config.cache
-    folder = Path(cache.mkdir("llamareg-trained-checkpoint")) if cache is not None else out
-    cached = folder / f"{key}.pt"
-    if not cached.is_file():
-        metrics = run(config)
-        assert metrics["val_dice_best"] > metrics["val_dice_identity"], "the fixture run did not learn; raise FIXTURE_ITERATIONS"
-        with atomic_output(cached) as temporary:
-            shutil.copyfile(out / "checkpoints" / "best.pt", temporary)
-    return cached
+def trained_checkpoint(trained_run) -> Path:
+    """``best.pt`` of the shared short cpu-default run (see ``tests/conftest.py``)."""
+    return trained_run.checkpoint
 
 
 @pytest.fixture(scope="session")
