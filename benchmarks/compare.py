@@ -32,7 +32,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -180,10 +179,6 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # ----------------------------------------------------------------------------- one method (child process)
 def run_identity(base, out: Path) -> dict[str, Any]:
     import torch
@@ -220,6 +215,9 @@ def run_ants(base, out: Path) -> dict[str, Any]:
     except ImportError as error:
         return {"status": f"not installed ({type(error).__name__}: {error}); pip install -e .[compare]"}
     import numpy as np
+    import torch
+
+    from llamareg.training.memory import peak_memory_mb
 
     pairs = evaluation_pairs(base)
     spacing, _ = spacing_of(base)
@@ -233,7 +231,7 @@ def run_ants(base, out: Path) -> dict[str, Any]:
         records.append(score_pair(b, ants_field(result, fixed, moving, spacing), spacing, seconds))
         for path in result["fwdtransforms"] + result["invtransforms"]:
             Path(path).unlink(missing_ok=True)
-    return {"records": records, "trainable_parameters": 0, "frozen_parameters": 0, "peak_memory_mb": _peak_rss_mb(),
+    return {"records": records, "trainable_parameters": 0, "frozen_parameters": 0, "peak_memory_mb": peak_memory_mb(torch.device("cpu")),
             "train_seconds_per_iteration": None, "iterations": 0, "settings": {k: list(v) if isinstance(v, tuple) else v
                                                                                   for k, v in ANTS_SETTINGS.items()}}
 

@@ -1,6 +1,5 @@
-"""The CNN baseline presets through the real training command (shrunk): falling loss, metrics.json, and
-a best checkpoint that reloads into a freshly built model and registers a pair as it did in training.
-(The Swin presets: test_preset_training_swin.py.)"""
+"""The baseline presets through the real training command (shrunk): falling loss, metrics.json, and
+a best checkpoint that reloads into a freshly built model and registers a pair as it did in training."""
 
 import importlib.util
 import json
@@ -14,6 +13,8 @@ HAVE_VOXELMORPH = importlib.util.find_spec("voxelmorph") is not None
 
 @pytest.mark.parametrize("preset", [
     "cpu-voxelmorph",
+    "cpu-transmorph",
+    "cpu-transmatch",
     pytest.param("cpu-voxelmorph-package", marks=pytest.mark.skipif(not HAVE_VOXELMORPH, reason="voxelmorph package not installed")),
 ])
 def test_preset_trains_with_falling_loss_and_its_checkpoint_registers(preset, preset_runs, tmp_path):
