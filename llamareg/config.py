@@ -116,27 +116,39 @@ class DataConfig:
     """Where training and validation pairs come from.
 
     Attributes:
-        source: ``embedded`` (pairs synthesised from the MNI152 template shipped with nilearn) or the
-            path of a shard folder written by ``data_tools/build_shards.py`` (volumes streamed from
-            its shards, validation on its ``eval_pairs.json``).
+        source: ``synth`` (the default: random synthetic shapes in the manner of SynthMorph, a fresh
+            pair every iteration, validation on pairs of a seed stream of their own; see
+            :mod:`llamareg.data.synth_anatomy`), ``template`` (subjects synthesised by warping the one
+            MNI152 template shipped with nilearn: a network trained on it learns that template, so its
+            results do not carry to other anatomy) or the path of a shard folder written by
+            ``data_tools/build_shards.py`` (volumes streamed from its shards, validation on its
+            ``eval_pairs.json``).
         shape: Volume shape (D, H, W); each side divisible by 16. Also sets the positional grid. A
             shard folder's volumes must have this shape (its manifest says which).
-        num_train_subjects: Synthetic training subjects (embedded source).
-        num_val_subjects: Held-out synthetic subjects for validation (embedded source).
-        num_val_pairs: Fixed validation pairs drawn from the held-out subjects; for a shard folder,
-            the first this many pairs of its ``eval_pairs.json``.
-        spacing_mm: Isotropic voxel spacing the template is resampled to (embedded source).
-        max_displacement: Largest synthetic displacement in voxels (embedded source).
-        control_spacing: Voxels between the random velocity control points (embedded source):
-            larger is smoother.
-        seed: Seed of the synthetic subjects; kept apart from ``train.seed`` so that runs with
-            different training seeds are compared on the same data.
+        num_train_subjects: Synthetic training subjects (template source).
+        num_val_subjects: Held-out synthetic subjects for validation (template source).
+        num_val_pairs: Fixed validation pairs (synth: drawn from the validation seed stream; template:
+            from the held-out subjects; a shard folder: the first this many of its ``eval_pairs.json``).
+        spacing_mm: Isotropic voxel size of the training volumes; ``register`` and ``evaluate`` resample
+            images to it.
+        max_displacement: Largest deformation of an image from its label map or template, in voxels.
+        control_spacing: Voxels between that deformation's random velocity control points: larger is
+            smoother.
+        synth_labels: Labels of each synthetic label map (synth source; SynthMorph: 26).
+        synth_shape_spacing: Voxels between the control points of the random fields whose arg-max
+            forms a label map: the size of a synthetic shape.
+        synth_shape_warp: Largest displacement (voxels) of each random field's own deformation.
+        synth_aligned_fraction: Share of synthetic pairs that are already aligned (the same label map
+            and deformation; only contrast and noise differ).
+        synth_shared_contrast: Both images of a synthetic pair take the same intensity per label.
+        seed: Seed of the synthetic subjects or pairs; kept apart from ``train.seed`` so that runs with
+            different training seeds are validated on the same pairs.
         num_workers: DataLoader worker processes.
         shuffle_buffer: Shard folders: volumes each DataLoader worker holds to draw training pairs
             from; larger mixes better and takes more memory.
     """
 
-    source: str = "embedded"
+    source: str = "synth"
     shape: list[int] = field(default_factory=lambda: [64, 80, 64])
     num_train_subjects: int = 32
     num_val_subjects: int = 8
@@ -144,6 +156,11 @@ class DataConfig:
     spacing_mm: float = 2.5
     max_displacement: float = 8.0
     control_spacing: int = 16
+    synth_labels: int = 26
+    synth_shape_spacing: int = 8
+    synth_shape_warp: float = 3.0
+    synth_aligned_fraction: float = 0.2
+    synth_shared_contrast: bool = True
     seed: int = 0
     num_workers: int = 0
     shuffle_buffer: int = 16
@@ -161,6 +178,10 @@ class TrainConfig:
         lr: Adam learning rate (paper: 1e-4).
         similarity: ``mse`` (paper) or ``ncc`` (local normalised cross-correlation).
         reg_weight: Diffusion regulariser weight lambda (paper: 0.04 knee, 0.02 brain).
+        label_weight: Weight of a soft-Dice term on the warped training labels (0: images only, as in
+            the paper; synthetic data have exact labels, SynthMorph trains on them).
+        flow_weight: Weight of the mean squared end-point error against the true displacement, which
+            synthetic pairs (``data.source=synth``) know (0: unsupervised, as in the paper).
         scale_weights: Loss weights of the flows, coarsest first: LLaMA-Reg's 1/4, 1/2 and full-resolution
             flows (paper: 0.25/0.5/1.0); one weight for single-field baselines; LapIRN's three levels.
         precision: ``auto`` (fp16 AMP on CUDA, fp32 on CPU), ``fp32``, ``bf16`` or ``fp16``.
@@ -184,6 +205,8 @@ class TrainConfig:
     lr: float = 1e-4
     similarity: str = "mse"
     reg_weight: float = 0.04
+    label_weight: float = 0.0
+    flow_weight: float = 0.0
     scale_weights: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
     precision: str = "auto"
     val_every: int = 100
@@ -400,7 +423,7 @@ def validate(config: Config) -> None:
     if len(shape) != 3 or any(s <= 0 or s % 16 for s in shape):
         raise ValueError(f"data.shape must be three positive sizes divisible by 16, got {shape}")
     if not config.data.source:
-        raise ValueError("data.source must be 'embedded' or the path of a shard folder, got an empty string")
+        raise ValueError("data.source must be 'synth', 'template' or the path of a shard folder, got an empty string")
     if config.data.num_workers < 0:
         raise ValueError(f"data.num_workers must be >= 0, got {config.data.num_workers}")
     if config.data.shuffle_buffer < 2:
@@ -425,6 +448,14 @@ def validate(config: Config) -> None:
     for key in ("max_iters", "batch_size", "grad_accumulation", "val_every", "log_every"):
         if getattr(config.train, key) < 1:
             raise ValueError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
+    for key in ("label_weight", "flow_weight"):
+        if getattr(config.train, key) < 0:
+            raise ValueError(f"train.{key} must be >= 0, got {getattr(config.train, key)}")
+    if config.train.flow_weight > 0 and config.data.source != "synth":
+        raise ValueError(
+            f"train.flow_weight needs pairs whose true displacement is known (data.source=synth), "
+            f"got data.source={config.data.source!r}; set train.flow_weight=0"
+        )
     if config.model.base_channels < 1:
         raise ValueError(f"model.base_channels must be >= 1, got {config.model.base_channels}")
 

@@ -9,23 +9,32 @@ from torch.utils.data import Dataset, IterableDataset
 from llamareg.config import Config
 from llamareg.data.embedded import build_embedded_volumes
 from llamareg.data.pairs import EvaluationPairs, TrainingPairs, consecutive_pairs
+from llamareg.data.synth_anatomy import AnatomyOptions, SyntheticPairs
 from llamareg.data.shards.reader import ShardPairStream, ShardSet
+
+
+# Generated sources: a fresh pair per training example, so a stream "length" only bounds the index.
+SYNTH_TRAIN_LENGTH = 2**31 - 1
 
 
 def build_pair_datasets(config: Config) -> tuple[Dataset | IterableDataset, Dataset]:
     """Training pairs and the fixed validation pairs of ``data.source``.
 
-    ``embedded``: a map-style dataset whose item i is the i-th training example. A shard folder: an
-    endless stream of pairs (:class:`~llamareg.data.shards.reader.ShardPairStream`), validated on
-    the first ``data.num_val_pairs`` pairs of its ``eval_pairs.json``, read from its shards by key.
+    ``synth``: map-style synthetic pairs whose item i is a pure function of the seeds and i, training
+    and validation from disjoint seed streams. ``template``: pairs of subjects warped from the MNI152
+    template (training and validation subjects from disjoint seeds). A shard folder: an endless stream
+    of pairs (:class:`~llamareg.data.shards.reader.ShardPairStream`), validated on the first
+    ``data.num_val_pairs`` pairs of its ``eval_pairs.json``, read from its shards by key.
 
     Raises:
-        ValueError: ``data.source`` is neither ``embedded`` nor a shard folder, or the folder's
-            volumes do not have the shape ``data.shape``.
+        ValueError: ``data.source`` is neither ``synth``, ``template`` nor a shard folder, or the
+            folder's volumes do not have the shape ``data.shape``.
         FileNotFoundError: the shard folder has no manifest (an unfinished build).
     """
     data = config.data
-    if data.source != "embedded":
+    if data.source == "synth":
+        return _synthetic_pair_datasets(config)
+    if data.source != "template":
         return _shard_pair_datasets(config)
     train_volumes, val_volumes = build_embedded_volumes(
         shape=tuple(data.shape),
@@ -42,11 +51,34 @@ def build_pair_datasets(config: Config) -> tuple[Dataset | IterableDataset, Data
     return train, val
 
 
+def anatomy_options(config: Config) -> AnatomyOptions:
+    """The synthetic-anatomy settings of ``config.data``."""
+    data = config.data
+    return AnatomyOptions(
+        num_labels=data.synth_labels,
+        shape_control_spacing=data.synth_shape_spacing,
+        shape_warp=data.synth_shape_warp,
+        max_displacement=data.max_displacement,
+        control_spacing=data.control_spacing,
+        aligned_fraction=data.synth_aligned_fraction,
+        shared_contrast=data.synth_shared_contrast,
+    )
+
+
+def _synthetic_pair_datasets(config: Config) -> tuple[SyntheticPairs, SyntheticPairs]:
+    data, options = config.data, anatomy_options(config)
+    # The training stream depends on train.seed too (another seed, other pairs); validation only on
+    # data.seed, so runs with different training seeds are validated on the same pairs.
+    train = SyntheticPairs(data.shape, options, f"synth-train-{config.train.seed}", data.seed, SYNTH_TRAIN_LENGTH)
+    val = SyntheticPairs(data.shape, options, "synth-val", data.seed, data.num_val_pairs)
+    return train, val
+
+
 def _shard_pair_datasets(config: Config) -> tuple[ShardPairStream, EvaluationPairs]:
     data = config.data
     if not Path(data.source).is_dir():
         raise ValueError(
-            f"data.source '{data.source}' is neither 'embedded' nor a shard folder; build one with data_tools/build_shards.py"
+            f"data.source '{data.source}' is neither 'synth', 'template' nor a shard folder; build one with data_tools/build_shards.py"
         )
     shards = ShardSet(data.source)
     if list(shards.shape) != list(data.shape):

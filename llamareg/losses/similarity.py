@@ -26,16 +26,19 @@ def mse(warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
 
 
 def _box_sum(volumes: torch.Tensor, window: int) -> torch.Tensor:
-    """Sum over a ``window**3`` box centred on each voxel (zeros outside), as three 1D passes."""
-    channels = volumes.shape[1]
+    """Sum over a ``window**3`` box centred on each voxel (zeros outside), as three 1D passes.
+
+    Each pass is a running sum (cumsum) differenced ``window`` apart: O(voxels) whatever the window,
+    and several times faster on the CPU than a box convolution, which PyTorch runs on its slow
+    reference kernel for so few channels.
+    """
+    half = window // 2
     result = volumes
-    for axis in range(3):
-        kernel_shape = [1, 1, 1]
-        kernel_shape[axis] = window
-        kernel = volumes.new_ones((channels, 1, *kernel_shape))
-        padding = [0, 0, 0]
-        padding[axis] = window // 2
-        result = F.conv3d(result, kernel, padding=padding, groups=channels)
+    for dim in (2, 3, 4):
+        size = result.shape[dim]
+        padding = [0, 0] * (4 - dim) + [half + 1, half]
+        running = F.pad(result, padding).cumsum(dim)
+        result = running.narrow(dim, window, size) - running.narrow(dim, 0, size)
     return result
 
 

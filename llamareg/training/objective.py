@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from llamareg.losses.overlap import soft_dice_loss
 from llamareg.losses.regularization import diffusion
 from llamareg.losses.similarity import similarity_loss
 from llamareg.spatial.functional import warp
@@ -17,30 +18,53 @@ class MultiScaleObjective(nn.Module):
     """Sum over scales of weight * (similarity(moving warped, fixed) + lambda * diffusion(flow)).
 
     Each flow is scored at its own resolution against the images average-pooled to that grid
-    (paper: weights 0.25 / 0.5 / 1.0 for the 1/4, 1/2 and full-resolution flows).
+    (paper: weights 0.25 / 0.5 / 1.0 for the 1/4, 1/2 and full-resolution flows). With
+    ``label_weight`` > 0 and labels given (synthetic training data), ``label_weight`` times the soft
+    Dice loss of the warped labels is added at full resolution (SynthMorph's supervision). With
+    ``flow_weight`` > 0 and the true displacement given (synthetic pairs know it), ``flow_weight`` times
+    the mean squared end-point error of the full-resolution flow (voxels squared) is added: a dense
+    signal at every voxel, which a CPU budget of a few hundred iterations needs to learn to match
+    images at all.
 
     Args:
         similarity: ``mse`` or ``ncc``.
         reg_weight: lambda.
         scale_weights: One weight per flow, coarsest first.
+        label_weight: Weight of the label-overlap term (0: images only, as in the paper).
+        flow_weight: Weight of the end-point-error term (0: unsupervised, as in the paper).
     """
 
-    def __init__(self, similarity: str = "mse", reg_weight: float = 0.04, scale_weights: Sequence[float] = (0.25, 0.5, 1.0)) -> None:
+    def __init__(
+        self, similarity: str = "mse", reg_weight: float = 0.04, scale_weights: Sequence[float] = (0.25, 0.5, 1.0), label_weight: float = 0.0,
+        flow_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         if reg_weight < 0:
             raise ValueError(f"reg_weight must be >= 0, got {reg_weight}")
+        if label_weight < 0 or flow_weight < 0:
+            raise ValueError(f"label_weight and flow_weight must be >= 0, got {label_weight} and {flow_weight}")
         self.similarity = similarity_loss(similarity)
         self.reg_weight = reg_weight
         self.scale_weights = tuple(scale_weights)
+        self.label_weight = label_weight
+        self.flow_weight = flow_weight
 
     def forward(
-        self, moving: torch.Tensor, fixed: torch.Tensor, flows: Sequence[torch.Tensor], full_size: Sequence[int] | None = None
+        self,
+        moving: torch.Tensor,
+        fixed: torch.Tensor,
+        flows: Sequence[torch.Tensor],
+        full_size: Sequence[int] | None = None,
+        labels: tuple[torch.Tensor, torch.Tensor] | None = None,
+        true_flow: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Return the total loss and its terms (as floats, for logging).
 
         ``moving`` and ``fixed`` have the last flow's resolution. ``full_size`` (the input volumes'
         shape, when the last flow is coarser, as while LapIRN trains a coarse level) only names the
-        terms by each flow's true scale."""
+        terms by each flow's true scale. ``labels`` are the ``(moving, fixed)`` label maps at the last
+        flow's resolution, used when ``label_weight`` > 0; ``true_flow`` the pair's known
+        ``(B, 3, D, H, W)`` displacement there, used when ``flow_weight`` > 0."""
         if len(flows) != len(self.scale_weights):
             raise ValueError(f"got {len(flows)} flows but {len(self.scale_weights)} scale weights")
         levels = len(flows)
@@ -56,5 +80,13 @@ class MultiScaleObjective(nn.Module):
             scale = 2 ** (levels - 1 - level) if full_size is None else round(full_size[0] / flow.shape[2])
             terms[f"similarity_1/{scale}" if scale > 1 else "similarity_full"] = similarity.item()
             terms[f"diffusion_1/{scale}" if scale > 1 else "diffusion_full"] = smoothness.item()
+        if self.label_weight > 0 and labels is not None:
+            overlap = soft_dice_loss(labels[0], labels[1], flows[-1])
+            total = total + self.label_weight * overlap
+            terms["label_dice_loss"] = overlap.item()
+        if self.flow_weight > 0 and true_flow is not None:
+            error = (flows[-1].float() - true_flow.float()).pow(2).sum(dim=1).mean()
+            total = total + self.flow_weight * error
+            terms["flow_error"] = error.item()
         terms["loss"] = total.item()
         return total, terms

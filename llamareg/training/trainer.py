@@ -96,7 +96,7 @@ class Trainer:
         self.device = resolve_device(config.train.device, context)
         self.model = model.to(self.device)
         self.parameter_counts = model.parameter_counts()  # before ZeRO-3 partitions the tensors
-        self.objective = MultiScaleObjective(train.similarity, train.reg_weight, train.scale_weights)
+        self.objective = MultiScaleObjective(train.similarity, train.reg_weight, train.scale_weights, train.label_weight, train.flow_weight)
         if ds_config is None:
             self.optimization = LocalOptimization(self.model, config, self.device)
         else:
@@ -182,8 +182,18 @@ class Trainer:
         dtype = self.optimization.input_dtype
         moving, fixed = batch["moving"].to(self.device, dtype), batch["fixed"].to(self.device, dtype)
         flows = self.optimization.forward(moving, fixed)["flows"]
+        # Synthetic pairs carry their labels and true displacement at full resolution; the extra terms
+        # apply only to a flow of that resolution (not while LapIRN trains a coarse level).
+        full = flows[-1].shape[2:] == moving.shape[2:]
+        labels = true_flow = None
+        if full and self.objective.label_weight > 0:
+            labels = (batch["moving_labels"].to(self.device), batch["fixed_labels"].to(self.device))
+        if full and self.objective.flow_weight > 0:
+            true_flow = batch["flow"].to(self.device)
         # The pair at the finest flow's resolution: the input itself unless LapIRN trains a coarse level.
-        loss, terms = self.objective(*objective_images(moving, fixed, flows), flows, full_size=moving.shape[2:])
+        loss, terms = self.objective(
+            *objective_images(moving, fixed, flows), flows, full_size=moving.shape[2:], labels=labels, true_flow=true_flow
+        )
         if not math.isfinite(terms["loss"]):
             raise FloatingPointError(f"loss became {terms['loss']} at iteration {self.iteration + 1}; lower train.lr or use train.precision=fp32")
         return terms, self.optimization.backward_and_step(loss)
