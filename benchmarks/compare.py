@@ -118,7 +118,7 @@ def data_overrides(data: str | None) -> list[str]:
 # ----------------------------------------------------------------------------- evaluation
 def spacing_of(config) -> tuple[tuple[float, float, float], str]:
     """Voxel spacing for HD95 and its unit: the embedded data's, a shard folder's manifest, else voxels."""
-    if config.data.source == "embedded":
+    if config.data.source == "template":
         return (config.data.spacing_mm,) * 3, "mm"
     from llamareg.data.shards.reader import ShardSet
 
@@ -133,7 +133,7 @@ def evaluation_pairs(config):
 
     from llamareg.data.factory import build_pair_datasets
 
-    if config.data.source == "embedded":
+    if config.data.source == "template":
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, num_train_subjects=2),
                                      train=dataclasses.replace(config.train, max_iters=1))
     return build_pair_datasets(config)[1]

@@ -9,7 +9,7 @@ def test_presets_resolve():
     assert {"cpu-default", "paper-knee-3090"} <= set(preset_names())
     default = load_config("cpu-default")
     assert default.llm.source == "smollm2-135m"
-    assert default.data.shape == [48, 64, 48]
+    assert default.data.shape == [32, 32, 32] and default.data.source == "synth"
     paper = load_config("paper-knee-3090")
     assert paper.data.shape == [160, 160, 96]
     assert paper.model.base_channels == 16

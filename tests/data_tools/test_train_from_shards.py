@@ -33,7 +33,7 @@ def test_data_flag_sets_the_source(tmp_path):
 
 def test_shard_source_errors(make_dataset, build_shards_cli, tiny_config, tmp_path):
     """Checked when the datasets are built, before any training."""
-    with pytest.raises(ValueError, match="is neither 'embedded' nor a shard folder"):
+    with pytest.raises(ValueError, match="is neither 'synth', 'template' nor a shard folder"):
         build_pair_datasets(tiny_config(f"data.source={tmp_path / 'absent'}"))
     layout, source = make_dataset("folder")
     shards = tmp_path / "shards"

@@ -1,7 +1,7 @@
 """Write the embedded default (synthetic MNI152 subjects) as a shard folder, with NIfTI copies of its volumes.
 
 Trained from, these shards give the same training subjects and exactly the same validation pairs as
-``data.source=embedded`` with the same data settings, so the shard path is exercised on the default data.
+``data.source=template`` with the same data settings, so the shard path is exercised on the default data.
 """
 
 from __future__ import annotations
