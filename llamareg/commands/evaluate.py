@@ -8,6 +8,7 @@ from llamareg.atomic import write_json
 from llamareg.evaluation.figures import dice_boxplot, pair_figure
 from llamareg.evaluation.metrics import pair_metrics
 from llamareg.evaluation.report import PairRecord, markdown_summary, per_label_csv, per_pair_csv, summarise, write_text
+from llamareg.inference.grid import grid_options
 from llamareg.inference.model_io import load_trained_model
 from llamareg.inference.outputs import check_out_folder
 from llamareg.inference.pairs import PAIR_KEYS, check_pair, load_pair, read_pair_list
@@ -18,7 +19,9 @@ DESCRIPTION = "Evaluate a trained LLaMA-Reg checkpoint on a list of labelled pai
 EPILOG = """\
 PAIRS.json is a JSON list of objects with the keys fixed, moving, fixed_labels and moving_labels
 (NIfTI paths; relative paths are resolved against the JSON file's folder). Every pair is registered
-as `llamareg register` does and scored on the fixed image's grid.
+as `llamareg register` does (the model grid: the training voxel size or --spacing, over the fixed
+image's box rounded up to multiples of 16 voxels or --shape; --refine: coarse to fine up to the fixed
+image's own voxels) and scored on the fixed image's grid.
 
 Writes to --out: metrics_per_label.csv (a row per pair and label: Dice before/after, HD95 in mm),
 metrics_per_pair.csv (mean Dice, % |J| <= 0, SDlogJ, mean HD95, seconds), summary.json,
@@ -40,13 +43,19 @@ def _indices(text: str) -> list[int]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="trained checkpoint, e.g. runs/cpu-default/checkpoints/best.pt")
+    parser.add_argument("--checkpoint", help="trained checkpoint (.pt) or exported model (.safetensors), e.g. "
+                        "runs/cpu-default/checkpoints/best.pt (default: the pretrained model shipped with llamareg)")
     parser.add_argument("--pairs", required=True, help="JSON list of {fixed, moving, fixed_labels, moving_labels}")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--figure-pairs", type=_indices, default=[0], metavar="I,J", help="pairs to draw a Fig. 6 panel of (default 0)")
     parser.add_argument("--method", default="LLaMA-Reg", help="the method's row name in summary.md (default LLaMA-Reg)")
+    parser.add_argument("--one-way", action="store_true",
+                        help="run the network moving-to-fixed only (default: both ways, averaged, so that an image "
+                             "registered to itself gets zero displacement)")
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="N Adam steps of instance optimisation per pair (default 0)")
-    parser.add_argument("--refine-lr", type=float, default=DEFAULT_LR, help=f"instance optimisation step size in voxels (default {DEFAULT_LR})")
+    parser.add_argument("--refine-lr", type=float, default=DEFAULT_LR, help=f"instance optimisation step size in voxels of each level (default {DEFAULT_LR})")
+    parser.add_argument("--spacing", metavar="MM", help="model grid voxel size in mm (default: the training spacing, data.spacing_mm)")
+    parser.add_argument("--shape", nargs="+", metavar="N", help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded up)")
     parser.add_argument("--llm", help="where the LLM weights live if not where training read them (same weights)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: CUDA when available")
     parser.add_argument("--mlflow-run-id", help="log the metrics and files to this existing MLflow run")
@@ -56,6 +65,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     """Run ``llamareg evaluate``; inputs are checked first and the outputs written only at the end."""
     check_options(args.refine, args.refine_lr)
+    spacing, shape = grid_options(args.spacing, args.shape)
     out = check_out_folder(args.out)
     pairs = read_pair_list(args.pairs, required=PAIR_KEYS)
     unknown = [i for i in args.figure_pairs if i >= len(pairs)]
@@ -72,7 +82,8 @@ def execute(args: argparse.Namespace) -> int:
     records, panels = [], {}
     for index, (pair, headers) in enumerate(zip(pairs, opened)):
         loaded = load_pair(pair, headers)
-        registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, args.refine, args.refine_lr)
+        registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, args.refine, args.refine_lr,
+                                     spacing=spacing, shape=shape, symmetric=not args.one_way)
         metrics = pair_metrics(registration, loaded.fixed_labels, loaded.moving_labels)
         records.append(PairRecord(str(pair.fixed), str(pair.moving), metrics))
         print(f"pair {index}: Dice {metrics.mean_dice_identity:.4f} -> {metrics.mean_dice:.4f}, "
@@ -84,8 +95,8 @@ def execute(args: argparse.Namespace) -> int:
     files = [
         write_text(out / "metrics_per_label.csv", per_label_csv(records)),
         write_text(out / "metrics_per_pair.csv", per_pair_csv(records)),
-        write_json(out / "summary.json", {"checkpoint": str(trained.path), "method": args.method, **summary}),
-        write_text(out / "summary.md", markdown_summary(summary, args.method, str(trained.path))),
+        write_json(out / "summary.json", {"checkpoint": trained.reference, "method": args.method, **summary}),
+        write_text(out / "summary.md", markdown_summary(summary, args.method, trained.reference)),
         dice_boxplot(out / "dice_boxplot.png", [record.metrics for record in records], args.method),
     ]
     for index, (fixed, unmoved, registration) in panels.items():

@@ -6,19 +6,29 @@ import argparse
 from pathlib import Path
 
 from llamareg.atomic import write_json
+from llamareg.inference.grid import grid_options
 from llamareg.inference.images import NiftiVolume
 from llamareg.inference.model_io import TrainedModel, load_trained_model
 from llamareg.inference.outputs import check_out_folder, displacement_image, nifti_like, save_nifti
 from llamareg.inference.pairs import PairPaths, check_pair, load_pair, read_pair_list
-from llamareg.inference.refine import DEFAULT_LR, check_options
+from llamareg.inference.refine import DEFAULT_LR, MAX_REFINE_VOXELS, check_options
 from llamareg.inference.registration import Registration, register_pair
 
 DESCRIPTION = "Register a moving NIfTI volume to a fixed one with a trained LLaMA-Reg checkpoint."
-EPILOG = """\
-Inputs may have any orientation, size and spacing: both images are brought onto the model grid (the
-fixed image's world bounding box at the training shape, RAS axes; the moving image is assumed to be
-roughly aligned with the fixed one in world coordinates), each normalised to [0, 1] (minimum -> 0,
-99.5th percentile of the voxels above it -> 1, clipped) as the training data were.
+EPILOG = f"""\
+Inputs may have any orientation, size and spacing: both images are brought onto the model grid, each
+normalised to [0, 1] (minimum -> 0, 99.5th percentile of the voxels above it -> 1, clipped) as the
+training data were. The model grid has RAS axes and isotropic voxels of the size the model was trained
+at (the checkpoint's data.spacing_mm; --spacing MM overrides it) and covers the fixed image's world
+bounding box, centred on it, each side rounded up to a multiple of 16 voxels (--shape D H W crops or
+pads the box to that shape instead). The moving image is assumed to be roughly aligned with the fixed
+one in world coordinates.
+
+--refine N continues from the network's field with N Adam steps on the training objective, coarse to
+fine on grids of 4x, 2x and 1x the fixed image's voxel size (levels no coarser than the model grid),
+each finer level getting half the steps of the one before; the moving image is sampled from its own
+voxels at every step. The finest level has at most {MAX_REFINE_VOXELS:,} voxels: a larger fixed image
+(e.g. a 1 mm brain) is refined up to its first halving under that and the field interpolated up.
 
 Outputs in --out (batch mode: --out/pair_000, pair_001, ...), all on the fixed image's grid with its
 affine: warped.nii.gz (the moving image, its own intensities), warped_labels.nii.gz (with labels),
@@ -35,12 +45,18 @@ ITK/ANTs convention: 5D (X, Y, Z, 1, 3), intent code 1007 (vector), LPS millimet
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("fixed", nargs="?", help="fixed image (NIfTI); the outputs take its grid")
     parser.add_argument("moving", nargs="?", help="moving image (NIfTI)")
-    parser.add_argument("--checkpoint", required=True, help="trained checkpoint, e.g. runs/cpu-default/checkpoints/best.pt")
+    parser.add_argument("--checkpoint", help="trained checkpoint (.pt) or exported model (.safetensors), e.g. "
+                        "runs/cpu-default/checkpoints/best.pt (default: the pretrained model shipped with llamareg)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--moving-labels", help="label map on the moving image's grid to warp (nearest neighbour)")
     parser.add_argument("--pairs", help="batch mode: a JSON list of {fixed, moving[, moving_labels]} (relative paths from its folder)")
+    parser.add_argument("--one-way", action="store_true",
+                        help="run the network moving-to-fixed only (default: both ways, averaged, so that an image "
+                             "registered to itself gets zero displacement)")
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="N Adam steps of instance optimisation on the pair (default 0)")
-    parser.add_argument("--refine-lr", type=float, default=DEFAULT_LR, help=f"instance optimisation step size in voxels (default {DEFAULT_LR})")
+    parser.add_argument("--refine-lr", type=float, default=DEFAULT_LR, help=f"instance optimisation step size in voxels of each level (default {DEFAULT_LR})")
+    parser.add_argument("--spacing", metavar="MM", help="model grid voxel size in mm (default: the training spacing, data.spacing_mm)")
+    parser.add_argument("--shape", nargs="+", metavar="N", help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded up)")
     parser.add_argument("--itk", action="store_true", help="also write displacement_itk.nii.gz in the ITK/ANTs convention")
     parser.add_argument("--llm", help="where the LLM weights live if not where training read them (same weights)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: CUDA when available")
@@ -75,19 +91,21 @@ def _record(pair: PairPaths, trained: TrainedModel, registration: Registration) 
         "fixed": str(pair.fixed),
         "moving": str(pair.moving),
         "moving_labels": str(pair.moving_labels) if pair.moving_labels else None,
-        "checkpoint": str(trained.path),
+        "checkpoint": trained.reference,
+        "checkpoint_sha256": trained.sha256,
         "seconds": registration.seconds,
-        "model_grid": {"shape": list(registration.grid.shape), "affine": registration.grid.affine.tolist()},
+        "model_grid": {"shape": list(registration.grid.shape), "spacing_mm": registration.grid.spacing[0],
+                       "affine": registration.grid.affine.tolist()},
         "displacement": "displacement.nii.gz: (X, Y, Z, 3) world RAS mm on the fixed grid; moving point = p + u(p)",
-        "refine": None if refinement is None else {
-            "steps": refinement.steps, "loss_before": refinement.loss_before, "loss_after": refinement.loss_after,
-        },
+        "symmetric": registration.symmetric,
+        "refine": None if refinement is None else refinement.to_dict(),
     }
 
 
 def execute(args: argparse.Namespace) -> int:
     """Run ``llamareg register``; every input is checked before the model loads or anything is written."""
     check_options(args.refine, args.refine_lr)
+    spacing, shape = grid_options(args.spacing, args.shape)
     out = check_out_folder(args.out)
     pairs = _pairs_from_args(args)
     opened = [check_pair(pair) for pair in pairs]
@@ -96,7 +114,8 @@ def execute(args: argparse.Namespace) -> int:
     trained = load_trained_model(args.checkpoint, llm=args.llm, device=args.device)
     for index, (pair, headers) in enumerate(zip(pairs, opened)):
         loaded = load_pair(pair, headers)
-        registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, args.refine, args.refine_lr)
+        registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, args.refine, args.refine_lr,
+                                     spacing=spacing, shape=shape, symmetric=not args.one_way)
         folder = out / f"pair_{index:03d}" if args.pairs else out
         write_registration(folder, registration, loaded.fixed, _record(pair, trained, registration), args.itk)
         print(f"{pair.moving} -> {pair.fixed}: {registration.seconds:.2f} s, wrote {folder}")

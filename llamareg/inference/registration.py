@@ -1,24 +1,29 @@
 """Register one pair of volumes of any orientation and size with a trained model.
 
 Both images are normalised to [0, 1] (:func:`~llamareg.inference.images.normalise_intensities`) and
-resampled onto the model grid (the fixed image's world box at the training shape, RAS axes); the
-network's displacement is mapped back to the fixed image's voxel grid in world millimetres, and the
-moving image (in its own intensities) and labels are resampled through it from their own files'
-voxels, so outputs are interpolated once.
+resampled onto the model grid (:func:`model_grid_for`: the training voxel size, RAS axes, the fixed
+image's world box rounded up to multiples of 16 voxels); the network's displacement is mapped back to
+the fixed image's voxel grid in world millimetres (or refined there, coarse to fine, with
+``refine_steps``), and the moving image (in its own intensities) and labels are resampled through it
+from their own files' voxels, so outputs are interpolated once.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from llamareg.inference.grid import Grid, displacement_to_world, model_grid, resample, sample_world
+from llamareg.inference.grid import (
+    MODEL_MULTIPLE, Grid, check_shape, check_spacing, displacement_to_world, model_grid, resample, sample_world,
+)
 from llamareg.inference.images import NiftiVolume, normalise_intensities
 from llamareg.inference.model_io import TrainedModel
-from llamareg.inference.refine import DEFAULT_LR, Refinement, pair_objective, refine_flow
+from llamareg.inference.refine import DEFAULT_LR, Refinement, pair_objective, refine_displacement
 
 
 @dataclass
@@ -31,20 +36,21 @@ class Registration:
         warped: the moving image resampled onto the fixed grid through the displacement (float32).
         warped_labels: the moving labels likewise (nearest neighbour, int64), or None.
         grid: the model grid.
-        grid_images: ``(moving, fixed)`` as the network saw them, ``(1, 1, D, H, W)`` in [0, 1].
-        grid_flow: ``(1, 3, D, H, W)`` final displacement on the model grid, in its voxels.
+        grid_flow: ``(1, 3, D, H, W)`` the network's displacement on the model grid, in its voxels
+            (before any refinement).
         seconds: wall time from the loaded voxels to the outputs (resampling, network, refinement).
         refinement: the instance optimisation's record, or None without ``refine_steps``.
+        symmetric: whether the network ran both ways (see :func:`symmetric_flow`).
     """
 
     displacement: np.ndarray
     warped: np.ndarray
     warped_labels: np.ndarray | None
     grid: Grid
-    grid_images: tuple[torch.Tensor, torch.Tensor]
     grid_flow: torch.Tensor
     seconds: float
     refinement: Refinement | None
+    symmetric: bool = False
 
 
 def grid_of(volume: NiftiVolume) -> Grid:
@@ -66,6 +72,56 @@ def warp_to_fixed(volume: NiftiVolume, fixed_grid: Grid, displacement: np.ndarra
     return sample_world(volume.data, volume.affine, points, order=1, cval=float(volume.data.min())).astype(np.float32)
 
 
+def input_multiple(model: torch.nn.Module) -> int:
+    """What every model-grid side must be a multiple of: 16 (LLaMA-Reg's token stride), or a
+    baseline's coarser stride (e.g. 32 for TransMorph's published four stages)."""
+    return math.lcm(MODEL_MULTIPLE, int(getattr(model, "stride", MODEL_MULTIPLE)))
+
+
+def model_grid_for(trained: TrainedModel, fixed_grid: Grid, spacing: float | None = None, shape: Sequence[int] | None = None) -> Grid:
+    """The grid the network sees for a fixed image: isotropic voxels of the training spacing
+    (``config.data.spacing_mm``) or ``spacing``, RAS axes, over the fixed image's world box rounded up to
+    a multiple of :func:`input_multiple` voxels per side, or cropped/padded to ``shape``, about its centre.
+
+    Every network here (LLaMA-Reg, whose positional embedding is resampled to the token grid, and the
+    baselines) takes any input whose sides are multiples of its stride, so the training *shape* is
+    not needed, only its voxel size.
+
+    Raises:
+        ValueError: naming ``--spacing`` or ``--shape`` when one is not usable with this model.
+    """
+    multiple = input_multiple(trained.model)
+    if shape is not None:
+        shape = check_shape(shape)
+        if any(side % multiple for side in shape):
+            raise ValueError(f"--shape must be three multiples of {multiple} for this {trained.config.model.architecture} "
+                             f"model (its stride), got {shape}")
+    spacing = trained.config.data.spacing_mm if spacing is None else check_spacing(spacing)
+    return model_grid(fixed_grid, spacing, shape, multiple)
+
+
+def network_flow_of(trained: TrainedModel, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+    """The network's full-resolution displacement ``(1, 3, D, H, W)`` for one pair on the model grid."""
+    with torch.no_grad(), trained.precision.autocast():
+        outputs = trained.model(moving, fixed)
+        return outputs.get("full_flow", outputs["flows"][-1]).float()  # baselines name their full-resolution field
+
+
+def symmetric_flow(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
+    """``(forward - backward) / 2``: the moving-to-fixed field estimated from both directions.
+
+    ``backward`` (fixed registered to moving) is, to first order in the displacement, the negative of
+    ``forward``; averaging the two cancels any bias the network has for one argument order, and for
+    two identical images it is exactly zero.
+
+    Example:
+        >>> bias = torch.full((1, 3, 2, 2, 2), 0.4)
+        >>> symmetric_flow(bias, bias).abs().max().item()
+        0.0
+    """
+    return (forward - backward) / 2
+
+
 def register_pair(
     trained: TrainedModel,
     fixed: NiftiVolume,
@@ -73,6 +129,9 @@ def register_pair(
     moving_labels: NiftiVolume | None = None,
     refine_steps: int = 0,
     refine_lr: float = DEFAULT_LR,
+    spacing: float | None = None,
+    shape: Sequence[int] | None = None,
+    symmetric: bool = True,
 ) -> Registration:
     """Register ``moving`` to ``fixed``.
 
@@ -81,26 +140,35 @@ def register_pair(
         fixed: the image whose space the outputs take.
         moving: the image to warp (roughly aligned with ``fixed`` in world coordinates).
         moving_labels: labels on ``moving``'s grid to warp as well.
-        refine_steps: Adam steps of instance optimisation after the network (0: none).
-        refine_lr: their learning rate (voxels).
+        refine_steps: Adam steps of instance optimisation after the network, coarse to fine up to the
+            fixed image's own grid (0: none; :func:`~llamareg.inference.refine.refine_displacement`).
+        refine_lr: their learning rate (voxels of each level).
+        spacing: the model grid's voxel size in mm (default: the training spacing).
+        shape: the model grid's shape (default: the fixed image's box, rounded up); see :func:`model_grid_for`.
+        symmetric: run the network both ways and take :func:`symmetric_flow` of the two fields, so that
+            an image registered to itself gets exactly zero displacement (one more network call).
     """
     started = time.perf_counter()
     fixed_grid = grid_of(fixed)
-    grid = model_grid(fixed_grid, trained.shape)
+    grid = model_grid_for(trained, fixed_grid, spacing, shape)
+    fixed_data, moving_data = normalise_intensities(fixed.data), normalise_intensities(moving.data)
 
-    def on_grid(volume: NiftiVolume) -> torch.Tensor:
-        data = resample(normalise_intensities(volume.data), volume.affine, grid, order=1, cval=0.0)
-        return torch.from_numpy(data.astype(np.float32))[None, None].to(trained.device)
+    def on_grid(data: np.ndarray, affine: np.ndarray) -> torch.Tensor:
+        resampled = resample(data, affine, grid, order=1, cval=0.0)
+        return torch.from_numpy(resampled.astype(np.float32))[None, None].to(trained.device)
 
-    moving_grid, fixed_on_grid = on_grid(moving), on_grid(fixed)
-    with torch.no_grad(), trained.precision.autocast():
-        outputs = trained.model(moving_grid, fixed_on_grid)
-        flow = outputs.get("full_flow", outputs["flows"][-1]).float()  # baselines name their full-resolution field
+    moving_on_grid, fixed_on_grid = on_grid(moving_data, moving.affine), on_grid(fixed_data, fixed.affine)
+    flow = network_flow_of(trained, moving_on_grid, fixed_on_grid)
+    if symmetric:
+        flow = symmetric_flow(flow, network_flow_of(trained, fixed_on_grid, moving_on_grid))
+    network_flow = flow[0].cpu().numpy()
     refinement = None
     if refine_steps:
-        refinement = refine_flow(moving_grid, fixed_on_grid, flow, pair_objective(trained.config), refine_steps, refine_lr)
-        flow = refinement.flow
-    displacement = displacement_to_world(flow[0].cpu().numpy(), grid, fixed_grid)
+        refinement = refine_displacement(fixed_data, fixed_grid, moving_data, moving.affine, network_flow, grid,
+                                         pair_objective(trained.config), refine_steps, refine_lr, device=trained.device)
+        displacement = refinement.displacement
+    else:
+        displacement = displacement_to_world(network_flow, grid, fixed_grid)
     warped = warp_to_fixed(moving, fixed_grid, displacement, labels=False)
     warped_labels = None if moving_labels is None else warp_to_fixed(moving_labels, fixed_grid, displacement, labels=True)
     return Registration(
@@ -108,8 +176,8 @@ def register_pair(
         warped=warped,
         warped_labels=warped_labels,
         grid=grid,
-        grid_images=(moving_grid, fixed_on_grid),
         grid_flow=flow,
         seconds=time.perf_counter() - started,
         refinement=refinement,
+        symmetric=symmetric,
     )

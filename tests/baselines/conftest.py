@@ -72,9 +72,14 @@ def registers():
 
 
 # ----------------------------------------------------------------------------- the presets through the real training loop
-# Like tests/conftest.py's TINY_RUN, for baselines: 32^3 volumes, two training subjects (so each of the
-# two pairs recurs and its loss can be followed), two validation pairs, no MLflow.
+# Like tests/conftest.py's TINY_RUN, for baselines: 32^3 volumes of the template data with two training
+# subjects (so each of the two pairs recurs and its loss can be followed; synthetic pairs never recur),
+# MSE as that data's recipe, two validation pairs, no MLflow.
 TINY_BASELINE = [
+    "data.source=template",
+    "train.flow_weight=0",
+    "train.similarity=mse",
+    "train.reg_weight=0.02",
     "data.shape=[32, 32, 32]",
     "data.num_train_subjects=2",
     "data.num_val_subjects=3",

@@ -1,8 +1,8 @@
 """Inputs of the command tests.
 
-* ``trained_checkpoint`` / ``trained_model``: a trained cpu-default checkpoint (the shared
+* ``trained_checkpoint`` / ``trained_model``: a trained cpu-template checkpoint (the shared
   ``trained_run`` of ``tests/conftest.py``); ``nifti_pairs``: the
-  embedded default's validation pairs as NIfTI files of other orientations, sizes and spacings.
+  template preset's validation pairs as NIfTI files of other orientations, sizes and spacings.
 * ``checkpoints`` / ``images``: untrained tiny checkpoints and small images, valid and broken.
 """
 
@@ -28,7 +28,7 @@ from llamareg.training.checkpoint import save_checkpoint, trainable_state
 
 @pytest.fixture(scope="session")
 def trained_checkpoint(trained_run) -> Path:
-    """``best.pt`` of the shared short cpu-default run (see ``tests/conftest.py``)."""
+    """``best.pt`` of the shared short cpu-template run (see ``tests/conftest.py``)."""
     return trained_run.checkpoint
 
 
@@ -124,8 +124,9 @@ def _resample(data, source_affine, affine, shape, order):
 
 @pytest.fixture(scope="session")
 def nifti_pairs(tmp_path_factory) -> NiftiPairs:
-    """The cpu-default validation pairs, each subject written on a grid of another orientation and size."""
-    config = load_config("cpu-default")
+    """The validation pairs of the shared run's preset (cpu-template), each subject written on a grid of
+    another orientation and size."""
+    config = load_config("cpu-template")  # the preset of the shared run (tests/conftest.py TRAINED_PRESET)
     data = config.data
     _, subjects = build_embedded_volumes(
         shape=tuple(data.shape), num_train=2, num_val=data.num_val_subjects, seed=data.seed,

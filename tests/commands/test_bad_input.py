@@ -82,6 +82,20 @@ def test_register_rejects_bad_refinement_options(capsys, checkpoints, images, tm
     _assert_rejected(capsys, argv, out, culprit)
 
 
+@pytest.mark.parametrize("options, culprit", [
+    (["--spacing", "0"], "--spacing"), (["--spacing", "1mm"], "--spacing"),
+    (["--shape", "64", "80"], "--shape"), (["--shape", "64,80,60"], "--shape"), (["--shape", "0,16,16"], "--shape"), (["--spacing", "-2"], "--spacing"),
+])
+@pytest.mark.parametrize("command", ["register", "evaluate"])
+def test_bad_model_grid_options(capsys, checkpoints, images, tmp_path, options, culprit, command):
+    out = tmp_path / "out"
+    if command == "register":
+        argv = _register(checkpoints / "valid.pt", images / "fixed.nii.gz", images / "moving.nii.gz", out, *options)
+    else:
+        argv = ["evaluate", "--checkpoint", checkpoints / "valid.pt", "--pairs", _pairs(tmp_path, images), "--out", out, *options]
+    _assert_rejected(capsys, argv, out, culprit)
+
+
 def _pairs(tmp_path, images, **changes):
     entry = {"fixed": "fixed.nii.gz", "moving": "moving.nii.gz", "fixed_labels": "fixed_labels.nii.gz", "moving_labels": "moving_labels.nii.gz"}
     entry = {key: str(images / value) for key, value in {**entry, **changes}.items() if value is not None}

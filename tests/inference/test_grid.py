@@ -1,9 +1,11 @@
-"""Model grid, resampling and the mapping of model-grid displacements to world millimetres."""
+"""Model grid, pyramid levels, resampling and the mapping of model-grid displacements to world millimetres."""
 
 import numpy as np
 import pytest
 
-from llamareg.inference.grid import Grid, displacement_to_world, model_grid, resample, sample_world
+from llamareg.inference.grid import (
+    Grid, displacement_to_world, grid_options, level_grid, model_grid, parse_shape, resample, sample_world, world_box,
+)
 
 
 def _lps_permuted(ras_affine, shape):
@@ -22,6 +24,7 @@ def _lps_permuted(ras_affine, shape):
 
 
 def _ras_volume(shape=(16, 20, 12), spacing=(2.0, 3.0, 2.5)):
+    """A random RAS volume; its default grid is anisotropic and not a multiple of 16."""
     rng = np.random.default_rng(0)
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = [-10.0, 5.0, 3.0]
@@ -29,17 +32,61 @@ def _ras_volume(shape=(16, 20, 12), spacing=(2.0, 3.0, 2.5)):
 
 
 def test_model_grid_is_ras_and_covers_the_reference_box():
-    data, affine = _ras_volume()
+    data, affine = _ras_volume(shape=(16, 32, 16), spacing=(2.0, 2.0, 2.0))
     reoriented = _lps_permuted(affine, data.shape)
-    grid = model_grid(Grid(data.shape[::-1], reoriented), data.shape)
+    grid = model_grid(Grid(data.shape[::-1], reoriented), 2.0)
+    assert grid.shape == data.shape
     np.testing.assert_allclose(grid.affine, affine, atol=1e-9)
 
 
+def test_model_grid_keeps_the_spacing_and_pads_the_box_to_multiples_of_16_about_its_centre():
+    data, affine = _ras_volume()  # box 32 x 60 x 30 mm, anisotropic voxels
+    reference = Grid(data.shape[::-1], _lps_permuted(affine, data.shape))
+    low, high = world_box(reference)
+    grid = model_grid(reference, 1.5)
+    assert grid.shape == (32, 48, 32)  # ceil(21.3, 40, 20) rounded up to multiples of 16
+    np.testing.assert_allclose(grid.spacing, 1.5)
+    grid_low, grid_high = world_box(grid)
+    np.testing.assert_allclose((grid_low + grid_high) / 2, (low + high) / 2, atol=1e-9)
+    assert (grid_low <= low).all() and (grid_high >= high).all()
+    cropped = model_grid(reference, 1.5, shape=(16, 16, 16))
+    np.testing.assert_allclose(sum(world_box(cropped)) / 2, (low + high) / 2, atol=1e-9)
+    assert world_box(cropped)[1][1] - world_box(cropped)[0][1] == pytest.approx(24.0)
+    # 197 x 233 x 189 mm at 3.25 mm: 60.6 x 71.7 x 58.2 voxels -> 64 x 80 x 64.
+    assert model_grid(Grid((197, 233, 189), np.eye(4)), 3.25).shape == (64, 80, 64)
+    # A box of exactly 48 voxels stays 48, whatever floating-point noise says.
+    assert model_grid(Grid((48, 64, 48), np.diag([3.25, 3.25, 3.25, 1.0])), 3.25).shape == (48, 64, 48)
+
+
+def test_level_grid_voxels_tile_the_reference_voxels():
+    reference = Grid((7, 4, 5), _lps_permuted(np.diag([1.0, 2.0, 3.0, 1.0]), (5, 4, 7)))
+    coarse = level_grid(reference, 2)
+    assert coarse.shape == (4, 2, 3)
+    np.testing.assert_allclose(coarse.spacing, 2 * np.asarray(reference.spacing))
+    # Coarse voxel i is centred between reference voxels 2i and 2i + 1.
+    np.testing.assert_allclose(coarse.world_points()[1, 0, 1], reference.world_points()[2:4, 0:2, 2:4].mean(axis=(0, 1, 2)))
+
+
+@pytest.mark.parametrize("spacing, shape, culprit", [
+    ("0", None, "--spacing"), ("-2", None, "--spacing"), ("inf", None, "--spacing"), ("abc", None, "--spacing"),
+    (None, ["64", "80"], "--shape"), (None, ["64,80,60"], "--shape"), (None, ["0", "16", "16"], "--shape"), (None, ["a,b,c"], "--shape"),
+])
+def test_bad_grid_options_name_the_option(spacing, shape, culprit):
+    with pytest.raises(ValueError, match=culprit) as raised:
+        grid_options(spacing, shape)
+    assert "\n" not in str(raised.value)
+
+
+def test_grid_options_accept_both_shape_spellings():
+    assert grid_options("2.5", ["64", "80", "64"]) == (2.5, (64, 80, 64))
+    assert grid_options(None, ["64,80,64"]) == (None, (64, 80, 64)) and parse_shape("16, 32, 48") == (16, 32, 48)
+
+
 def test_resample_of_a_reoriented_volume_onto_its_ras_grid_is_exact():
-    data, affine = _ras_volume()
+    data, affine = _ras_volume(shape=(16, 32, 16), spacing=(2.0, 2.0, 2.0))
     stored = data.transpose(2, 1, 0)[::-1, ::-1, ::-1].copy()  # axes (S->I, A->P, R->L)
     reoriented = _lps_permuted(affine, data.shape)
-    grid = model_grid(Grid(stored.shape, reoriented), data.shape)
+    grid = model_grid(Grid(stored.shape, reoriented), 2.0)
     np.testing.assert_allclose(resample(stored, reoriented, grid, order=0), data)
     # Same spacing: linear resampling at voxel centres applies no smoothing and no interpolation.
     np.testing.assert_allclose(resample(stored, reoriented, grid, order=1), data, atol=1e-5)
