@@ -96,6 +96,9 @@ class Trainer:
         self.device = resolve_device(config.train.device, context)
         self.model = model.to(self.device)
         self.parameter_counts = model.parameter_counts()  # before ZeRO-3 partitions the tensors
+        if train.flow_weight > 0 and config.data.source != "synth" and context.rank == 0:
+            print(f"train.flow_weight={train.flow_weight} is left out: pairs from data.source={config.data.source!r} "
+                  "carry no true displacement (only synthetic pairs do)")
         self.objective = MultiScaleObjective(train.similarity, train.reg_weight, train.scale_weights, train.label_weight, train.flow_weight)
         if ds_config is None:
             self.optimization = LocalOptimization(self.model, config, self.device)
@@ -188,7 +191,7 @@ class Trainer:
         labels = true_flow = None
         if full and self.objective.label_weight > 0:
             labels = (batch["moving_labels"].to(self.device), batch["fixed_labels"].to(self.device))
-        if full and self.objective.flow_weight > 0:
+        if full and self.objective.flow_weight > 0 and "flow" in batch:
             true_flow = batch["flow"].to(self.device)
         # The pair at the finest flow's resolution: the input itself unless LapIRN trains a coarse level.
         loss, terms = self.objective(

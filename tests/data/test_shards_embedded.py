@@ -11,12 +11,15 @@ from llamareg.data.nifti import read_image
 from llamareg.data.shards import ShardPairStream, ShardSet, export_embedded
 
 
+TEMPLATE = ("data.source=template", "train.flow_weight=0")  # the data export_embedded writes
+
+
 def test_embedded_shards_hold_the_embedded_volumes(tiny_config, tmp_path):
-    config = tiny_config()
+    config = tiny_config(*TEMPLATE)
     manifest = export_embedded(config, tmp_path / "shards", shard_mb=0.2)
     assert manifest["counts"] == {"subjects": 7, "train": 4, "val": 3, "eval_pairs": 2, "shards": 4, "skipped": 0}
     assert manifest["shape"] == [32, 32, 32] and manifest["label_ids"] == [0, 1, 2]
-    train, val = build_embedded_volumes((32, 32, 32), 4, 3, seed=0, max_displacement=6.0, control_spacing=12, spacing_mm=3.25)
+    train, val = build_embedded_volumes((32, 32, 32), 4, 3, seed=0, max_displacement=config.data.max_displacement, control_spacing=12, spacing_mm=3.25)
     shards = ShardSet(tmp_path / "shards")
     stored = shards.load(volume.name for volume in train + val)
     for volume in train + val:
@@ -28,8 +31,8 @@ def test_embedded_shards_hold_the_embedded_volumes(tiny_config, tmp_path):
 
 
 def test_shards_validate_on_exactly_the_embedded_pairs(tiny_config, tmp_path):
-    export_embedded(tiny_config(), tmp_path / "shards")
-    _, embedded_val = build_pair_datasets(tiny_config("train.max_iters=2"))
+    export_embedded(tiny_config(*TEMPLATE), tmp_path / "shards")
+    _, embedded_val = build_pair_datasets(tiny_config("train.max_iters=2", *TEMPLATE))
     shard_train, shard_val = build_pair_datasets(tiny_config("train.max_iters=2", f"data.source={tmp_path / 'shards'}"))
     assert isinstance(shard_train, ShardPairStream)
     assert len(shard_val) == len(embedded_val) == 2

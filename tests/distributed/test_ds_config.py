@@ -30,7 +30,7 @@ def test_auto_values_are_filled_from_the_training_config(tmp_path):
     ({"gradient_accumulation_steps": 4}, [], r"gradient_accumulation_steps=4 but train.grad_accumulation=1"),
     ({"train_batch_size": 8}, [], r"train_batch_size=8 but train.batch_size x train.grad_accumulation x 2 ranks=2"),
     ({"bf16": {"enabled": True}}, ["train.precision=fp32"], r"trains in bf16 but train.precision=fp32"),
-    ({"optimizer": {"type": "Adam", "params": {"lr": 0.1}}}, [], r"sets lr=0.1 but train.lr=0.0005"),
+    ({"optimizer": {"type": "Adam", "params": {"lr": 0.1}}}, [], r"sets lr=0.1 but train.lr=0.0003"),
     ({"zero_optimization": {"stage": 5}}, [], r"zero_optimization.stage=5"),
 ])
 def test_contradictions_are_one_line_errors_naming_the_file(tmp_path, settings, overrides, message):

@@ -19,7 +19,7 @@ SMALL = [
     "model.base_channels=4",
     "train.max_iters=8",
 ]
-ABLATIONS = ["cpu-random-llm", "cpu-vit", "cpu-no-posemb", "cpu-inner-x4", "cpu-lora", "cpu-two-layers"]
+ABLATIONS = ["cpu-random-llm", "cpu-vit", "cpu-posemb", "cpu-inner-x4", "cpu-lora", "cpu-two-layers"]
 
 
 def train_briefly(model, pair, steps=8, lr=1e-3):
@@ -55,8 +55,8 @@ def test_ablation_preset_trains_and_reports_dice(preset, small_pairs):
 
 def test_ablation_presets_change_what_they_name():
     base = build_model(load_config("cpu-default", SMALL))
-    assert base.steps[0].pathway.positional is not None
-    assert build_model(load_config("cpu-no-posemb", SMALL)).steps[0].pathway.positional is None
+    assert base.steps[0].pathway.positional is None
+    assert build_model(load_config("cpu-posemb", SMALL)).steps[0].pathway.positional is not None
     assert build_model(load_config("cpu-inner-x4", SMALL)).steps[0].pathway.inner_adapters[0][0].out_features == 4 * 576
     two = build_model(load_config("cpu-two-layers", SMALL))
     assert len(two.llm.layers) == 2 and two.llm.fingerprint != base.llm.fingerprint
