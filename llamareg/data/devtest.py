@@ -11,7 +11,6 @@ Two tissue labels barely move Dice, so grey and white matter are cut into fixed-
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -140,7 +139,3 @@ def write_devtest(folder: str | Path, num_pairs: int, seed: int = 0, **geometry)
     write_json(folder / "pairs.json", pairs)
     return folder / "pairs.json"
 
-
-def read_devtest_description(folder: str | Path) -> dict:
-    """The ``devtest.json`` of a folder written by :func:`write_devtest`."""
-    return json.loads((Path(folder) / "devtest.json").read_text())
