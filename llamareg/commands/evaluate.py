@@ -20,7 +20,7 @@ EPILOG = """\
 PAIRS.json is a JSON list of objects with the keys fixed, moving, fixed_labels and moving_labels
 (NIfTI paths; relative paths are resolved against the JSON file's folder). Every pair is registered
 as `llamareg register` does (the model grid: the training voxel size or --spacing, over the fixed
-image's box rounded up to multiples of 16 voxels or --shape; --refine: coarse to fine up to the fixed
+image's box rounded to the nearest multiples of 16 voxels or --shape; --refine: coarse to fine up to the fixed
 image's own voxels) and scored on the fixed image's grid.
 
 Writes to --out: metrics_per_label.csv (a row per pair and label: Dice before/after, HD95 in mm),
@@ -55,7 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="N Adam steps of instance optimisation per pair (default 0)")
     parser.add_argument("--refine-lr", type=float, default=DEFAULT_LR, help=f"instance optimisation step size in voxels of each level (default {DEFAULT_LR})")
     parser.add_argument("--spacing", metavar="MM", help="model grid voxel size in mm (default: the training spacing, data.spacing_mm)")
-    parser.add_argument("--shape", nargs="+", metavar="N", help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded up)")
+    parser.add_argument("--shape", nargs="+", metavar="N", help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded to the nearest multiples of 16)")
     parser.add_argument("--llm", help="where the LLM weights live if not where training read them (same weights)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: CUDA when available")
     parser.add_argument("--mlflow-run-id", help="log the metrics and files to this existing MLflow run")

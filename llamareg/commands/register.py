@@ -20,7 +20,7 @@ Inputs may have any orientation, size and spacing: both images are brought onto 
 normalised to [0, 1] (minimum -> 0, 99.5th percentile of the voxels above it -> 1, clipped) as the
 training data were. The model grid has RAS axes and isotropic voxels of the size the model was trained
 at (the checkpoint's data.spacing_mm; --spacing MM overrides it) and covers the fixed image's world
-bounding box, centred on it, each side rounded up to a multiple of 16 voxels (--shape D H W crops or
+bounding box, centred on it, each side rounded to the nearest multiple of 16 voxels (--shape D H W crops or
 pads the box to that shape instead). The moving image is assumed to be roughly aligned with the fixed
 one in world coordinates.
 
@@ -56,7 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="N Adam steps of instance optimisation on the pair (default 0)")
     parser.add_argument("--refine-lr", type=float, default=DEFAULT_LR, help=f"instance optimisation step size in voxels of each level (default {DEFAULT_LR})")
     parser.add_argument("--spacing", metavar="MM", help="model grid voxel size in mm (default: the training spacing, data.spacing_mm)")
-    parser.add_argument("--shape", nargs="+", metavar="N", help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded up)")
+    parser.add_argument("--shape", nargs="+", metavar="N", help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded to the nearest multiples of 16)")
     parser.add_argument("--itk", action="store_true", help="also write displacement_itk.nii.gz in the ITK/ANTs convention")
     parser.add_argument("--llm", help="where the LLM weights live if not where training read them (same weights)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: CUDA when available")

@@ -2,7 +2,7 @@
 
 Both images are normalised to [0, 1] (:func:`~llamareg.inference.images.normalise_intensities`) and
 resampled onto the model grid (:func:`model_grid_for`: the training voxel size, RAS axes, the fixed
-image's world box rounded up to multiples of 16 voxels); the network's displacement is mapped back to
+image's world box rounded to the nearest multiples of 16 voxels); the network's displacement is mapped back to
 the fixed image's voxel grid in world millimetres (or refined there, coarse to fine, with
 ``refine_steps``), and the moving image (in its own intensities) and labels are resampled through it
 from their own files' voxels, so outputs are interpolated once.
@@ -80,8 +80,8 @@ def input_multiple(model: torch.nn.Module) -> int:
 
 def model_grid_for(trained: TrainedModel, fixed_grid: Grid, spacing: float | None = None, shape: Sequence[int] | None = None) -> Grid:
     """The grid the network sees for a fixed image: isotropic voxels of the training spacing
-    (``config.data.spacing_mm``) or ``spacing``, RAS axes, over the fixed image's world box rounded up to
-    a multiple of :func:`input_multiple` voxels per side, or cropped/padded to ``shape``, about its centre.
+    (``config.data.spacing_mm``) or ``spacing``, RAS axes, over the fixed image's world box rounded to
+    the nearest multiple of :func:`input_multiple` voxels per side, or cropped/padded to ``shape``, about its centre.
 
     Every network here (LLaMA-Reg, whose positional embedding is resampled to the token grid, and the
     baselines) takes any input whose sides are multiples of its stride, so the training *shape* is
@@ -144,9 +144,9 @@ def register_pair(
             fixed image's own grid (0: none; :func:`~llamareg.inference.refine.refine_displacement`).
         refine_lr: their learning rate (voxels of each level).
         spacing: the model grid's voxel size in mm (default: the training spacing).
-        shape: the model grid's shape (default: the fixed image's box, rounded up); see :func:`model_grid_for`.
-        symmetric: run the network both ways and take :func:`symmetric_flow` of the two fields, so that
-            an image registered to itself gets exactly zero displacement (one more network call).
+        shape: the model grid's shape (default: the fixed image's box, rounded to multiples of 16); see :func:`model_grid_for`.
+        symmetric: run the network both ways (one batch of two) and take :func:`symmetric_flow` of the
+            two fields, so that an image registered to itself gets zero displacement.
     """
     started = time.perf_counter()
     fixed_grid = grid_of(fixed)
@@ -158,9 +158,11 @@ def register_pair(
         return torch.from_numpy(resampled.astype(np.float32))[None, None].to(trained.device)
 
     moving_on_grid, fixed_on_grid = on_grid(moving_data, moving.affine), on_grid(fixed_data, fixed.affine)
-    flow = network_flow_of(trained, moving_on_grid, fixed_on_grid)
-    if symmetric:
-        flow = symmetric_flow(flow, network_flow_of(trained, fixed_on_grid, moving_on_grid))
+    if symmetric:  # both directions as one batch of two: a third less time than two calls on a CPU
+        both = network_flow_of(trained, torch.cat([moving_on_grid, fixed_on_grid]), torch.cat([fixed_on_grid, moving_on_grid]))
+        flow = symmetric_flow(both[:1], both[1:])
+    else:
+        flow = network_flow_of(trained, moving_on_grid, fixed_on_grid)
     network_flow = flow[0].cpu().numpy()
     refinement = None
     if refine_steps:

@@ -39,23 +39,27 @@ def test_model_grid_is_ras_and_covers_the_reference_box():
     np.testing.assert_allclose(grid.affine, affine, atol=1e-9)
 
 
-def test_model_grid_keeps_the_spacing_and_pads_the_box_to_multiples_of_16_about_its_centre():
+def test_model_grid_keeps_the_spacing_and_rounds_the_box_to_the_nearest_multiples_of_16_about_its_centre():
     data, affine = _ras_volume()  # box 32 x 60 x 30 mm, anisotropic voxels
     reference = Grid(data.shape[::-1], _lps_permuted(affine, data.shape))
     low, high = world_box(reference)
     grid = model_grid(reference, 1.5)
-    assert grid.shape == (32, 48, 32)  # ceil(21.3, 40, 20) rounded up to multiples of 16
+    assert grid.shape == (16, 48, 16)  # ceil(21.3, 40, 20) = 22, 40, 20 to the nearest multiples of 16
     np.testing.assert_allclose(grid.spacing, 1.5)
     grid_low, grid_high = world_box(grid)
     np.testing.assert_allclose((grid_low + grid_high) / 2, (low + high) / 2, atol=1e-9)
-    assert (grid_low <= low).all() and (grid_high >= high).all()
+    # The 40-voxel side gains 4 voxels (6 mm) at each end; the 22- and 20-voxel sides lose 4 mm and 3 mm at each end.
+    np.testing.assert_allclose(low - grid_low, [-4.0, 6.0, -3.0], atol=1e-9)
+    np.testing.assert_allclose(grid_high - high, [-4.0, 6.0, -3.0], atol=1e-9)
     cropped = model_grid(reference, 1.5, shape=(16, 16, 16))
     np.testing.assert_allclose(sum(world_box(cropped)) / 2, (low + high) / 2, atol=1e-9)
     assert world_box(cropped)[1][1] - world_box(cropped)[0][1] == pytest.approx(24.0)
-    # 197 x 233 x 189 mm at 3.25 mm: 60.6 x 71.7 x 58.2 voxels -> 64 x 80 x 64.
+    # 197 x 233 x 189 mm at 3.25 mm: 61 x 72 x 59 voxels -> 64 x 80 x 64 (72 is 4.5 multiples: halves go up).
     assert model_grid(Grid((197, 233, 189), np.eye(4)), 3.25).shape == (64, 80, 64)
     # A box of exactly 48 voxels stays 48, whatever floating-point noise says.
     assert model_grid(Grid((48, 64, 48), np.diag([3.25, 3.25, 3.25, 1.0])), 3.25).shape == (48, 64, 48)
+    # A box smaller than one multiple still gets one.
+    assert model_grid(Grid((5, 5, 5), np.eye(4)), 1.0).shape == (16, 16, 16)
 
 
 def test_level_grid_voxels_tile_the_reference_voxels():
