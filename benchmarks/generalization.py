@@ -13,9 +13,13 @@ Self-registration: a dev-test image registered to itself at 2 mm, at 1 mm, cropp
 mean |u| inside the brain in voxels of the image's own grid, and Dice of the labels warped onto
 themselves.
 
+With ``--cascade RUN`` (a step-by-step cascade's training folder, e.g. ``runs/cpu-cascade``) its step 1
+and step 3 models (each ``step<k>/checkpoints/best.pt``, chosen on validation pairs) are rows too, and
+step 3 minus step 1 is compared.
+
 Usage:
-    python benchmarks/generalization.py --out benchmarks/results/generalization \\
-        [--demo runs/cpu-default/checkpoints/best.pt] [--pairs 16] [--refine 100]
+    python benchmarks/generalization.py [--out benchmarks/results] \\
+        [--demo runs/cpu-default/checkpoints/best.pt] [--cascade runs/cpu-cascade] [--pairs 16] [--refine 100]
 
 The shipped model (llamareg/pretrained/) is always evaluated when the installation has one.
 """
@@ -102,6 +106,18 @@ def score_ants(pairs: list[tuple[PairPaths, LoadedPair]], iterations: Sequence[i
         seconds = time.perf_counter() - started
         records.append({"dice": mean_dice(warped.numpy(), loaded.fixed_labels.data, loaded.moving_labels.data), "seconds": seconds, "folding_pct": None})
     return records
+
+
+def cascade_checkpoints(run: Path) -> dict[int, Path]:
+    """Step 1's and the last step's best checkpoints of a step-by-step cascade's training folder."""
+    steps = sorted(int(folder.name[4:]) for folder in run.glob("step*") if folder.name[4:].isdigit())
+    if len(steps) < 2:
+        raise SystemExit(f"--cascade {run}: no step1/ ... step<k>/ folders of a step-by-step cascade (train it with --config cpu-cascade)")
+    checkpoints = {step: run / f"step{step}" / "checkpoints" / "best.pt" for step in (steps[0], steps[-1])}
+    for step, path in checkpoints.items():
+        if not path.is_file():
+            raise SystemExit(f"--cascade {run}: step {step} has no {path.relative_to(run)} (has the cascade finished training?)")
+    return checkpoints
 
 
 # ------------------------------------------------------------------------------------------ self-registration
@@ -218,8 +234,9 @@ def run_rows(jobs: dict[str, tuple[str, Callable[[], list[dict]]]]) -> tuple[dic
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="results folder (generalization.md, .json, pairs.csv)")
+    parser.add_argument("--out", default="benchmarks/results", help="results folder (generalization.md, .json, _pairs.csv; default benchmarks/results)")
     parser.add_argument("--demo", help="checkpoint of the `make demo` model (runs/cpu-default/checkpoints/best.pt)")
+    parser.add_argument("--cascade", help="training folder of a step-by-step cascade (runs/cpu-cascade): its step 1 and last step are rows")
     parser.add_argument("--pairs", type=int, default=16, help="dev-test pairs (default 16)")
     parser.add_argument("--refine", type=int, default=100, help="instance optimisation steps for the shipped model's refined row")
     parser.add_argument("--no-ants", action="store_true", help="leave out the ANTs rows (antspyx not installed)")
@@ -229,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--pairs must be >= 2")
     if args.demo and not Path(args.demo).is_file():
         raise SystemExit(f"--demo {args.demo}: no such checkpoint")
+    cascade_steps = cascade_checkpoints(Path(args.cascade)) if args.cascade else {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -243,6 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.demo:
             models["demo"] = load_trained_model(args.demo, device="cpu")
             jobs["demo"] = ("`make demo` model (cpu-default, network only)", lambda: score_model(models["demo"], pairs))
+        for step, checkpoint in cascade_steps.items():
+            name = f"cascade-step{step}"
+            models[name] = load_trained_model(checkpoint, device="cpu")
+            jobs[name] = (f"cpu-cascade step {step} (network only)", lambda name=name: score_model(models[name], pairs))
         if not args.no_shipped:
             try:
                 models["shipped"] = load_trained_model(None, device="cpu")
@@ -263,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         comparisons.append(comparison(rows, "shipped", "ants-default", "not below ANTs SyN default (upper bound >= 0)"))
     if "shipped-refine" in rows and "ants-100-70-50" in rows:
         comparisons.append(comparison(rows, "shipped-refine", "ants-100-70-50", "beats ANTs SyN 100/70/50"))
+    if len(cascade_steps) == 2:
+        first, last = (f"cascade-step{step}" for step in cascade_steps)
+        comparisons.append(comparison(rows, last, first, "later steps do not lower Dice (upper bound >= 0)"))
     time_ratios = {}
     if "shipped-refine" in rows and "ants-100-70-50" in rows:
         time_ratios["shipped + refine / ANTs 100/70/50"] = rows["shipped-refine"]["seconds_per_pair"] / rows["ants-100-70-50"]["seconds_per_pair"]
@@ -287,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "self_registration": self_records,
     }
     write_json(out / "generalization.json", result)
-    with open(out / "pairs.csv", "w", newline="") as stream:
+    with open(out / "generalization_pairs.csv", "w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(["pair", *rows])
         for index in range(args.pairs):
