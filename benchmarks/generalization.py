@@ -221,6 +221,20 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(out: Path, stem: str, result: dict, records: dict[str, list[dict]], report: str) -> None:
+    """``<stem>.json`` (the result), ``<stem>_pairs.csv`` (per-pair Dice of every row) and ``<stem>.md``
+    (the report, also printed) in ``out``."""
+    write_json(out / f"{stem}.json", result)
+    count = len(next(iter(records.values())))
+    with open(out / f"{stem}_pairs.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["pair", *records])
+        for index in range(count):
+            writer.writerow([index, *(f"{records[name][index]['dice']:.5f}" for name in records)])
+    write_text(out / f"{stem}.md", report)
+    print(report)
+
+
 def run_rows(jobs: dict[str, tuple[str, Callable[[], list[dict]]]]) -> tuple[dict[str, dict], dict[str, list[dict]]]:
     rows, records = {}, {}
     for name, (label, job) in jobs.items():
@@ -311,14 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "self_model": self_model,
         "self_registration": self_records,
     }
-    write_json(out / "generalization.json", result)
-    with open(out / "generalization_pairs.csv", "w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["pair", *rows])
-        for index in range(args.pairs):
-            writer.writerow([index, *(f"{records[name][index]['dice']:.5f}" for name in rows)])
-    write_text(out / "generalization.md", render(result))
-    print(render(result))
+    write_results(out, "generalization", result, records, render(result))
     return 0
 
 

@@ -21,7 +21,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import sys
@@ -30,15 +29,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from generalization import comparison, load_pairs, score_ants, score_identity, score_model, summarise_row
-from llamareg.atomic import write_json
+from generalization import comparison, load_pairs, score_ants, score_identity, score_model, summarise_row, write_results
 from llamareg.commands.train import run as train
 from llamareg.config import load_config
 from llamareg.data.devtest import write_devtest
-from llamareg.evaluation.report import write_text
 from llamareg.inference.model_io import load_trained_model
 from llamareg.training.optimization import LAST_FILE
 
@@ -70,7 +66,7 @@ def render(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="results folder (learning_curve.md, .json, pairs.csv)")
+    parser.add_argument("--out", required=True, help="results folder (learning_curve.md, .json, _pairs.csv)")
     parser.add_argument("--config", default="cpu-default", help="preset or YAML of the recipe (default cpu-default)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training wall minutes to stop after (default 10)")
     parser.add_argument("--chunk", type=int, default=200, help="iterations between dev-test evaluations (default 200)")
@@ -136,14 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            f"[{last['minus_identity']['low']:+.4f}, {last['minus_identity']['high']:+.4f}]"),
         "rows": rows,
     }
-    write_json(out / "learning_curve.json", result)
-    with open(out / "pairs.csv", "w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["pair", *records])
-        for index in range(args.pairs):
-            writer.writerow([index, *(f"{records[name][index]['dice']:.5f}" for name in records)])
-    write_text(out / "learning_curve.md", render(result))
-    print(render(result))
+    write_results(out, "learning_curve", result, records, render(result))
     return 0
 
 
