@@ -185,7 +185,7 @@ class TrainConfig:
             sources carry none, so the term is left out for them (the trainer says so once).
         scale_weights: Loss weights of the flows, coarsest first: LLaMA-Reg's 1/4, 1/2 and full-resolution
             flows (paper: 0.25/0.5/1.0); one weight for single-field baselines; LapIRN's three levels.
-        precision: ``auto`` (fp16 AMP on CUDA, fp32 on CPU), ``fp32``, ``bf16`` or ``fp16``.
+        precision: ``auto`` (fp16 AMP on CUDA; bf16 autocast on CPUs with bf16 units, else fp32), ``fp32``, ``bf16`` or ``fp16``.
         val_every: Validate (and keep the best checkpoint) every this many iterations.
         log_every: Refresh the progress bar's loss every this many iterations.
         seed: Seed of model initialisation and of the pair sequence.

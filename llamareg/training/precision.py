@@ -10,13 +10,25 @@ import torch
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX tiles), where bf16 autocast pays;
+    without them oneDNN emulates bf16 and fp32 is as fast."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence looked up with a default
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+
+
 @dataclass(frozen=True)
 class Precision:
     """A resolved precision setting for one device.
 
     ``fp16`` is autocast plus a dynamic loss scaler (GradScaler), as the paper trains on an RTX 3090;
-    ``bf16`` is autocast without scaling; ``fp32`` is neither. ``auto`` means fp16 on CUDA and fp32 on
-    the CPU, where fp16 kernels are slow and bf16 helps only on recent processors.
+    ``bf16`` is autocast without scaling; ``fp32`` is neither. ``auto`` means fp16 on CUDA; on the CPU
+    bf16 where the processor multiplies bf16 in hardware (:func:`cpu_has_bf16_units`), else fp32.
+
+    Why bf16 on such CPUs: PyTorch sends a float32 3D convolution of batch 1 and few channels to its
+    slow reference kernel (``slow_conv3d``), forward and backward, but every bf16 convolution to oneDNN;
+    a ``cpu-default`` training step is about 3x faster (benchmarks/results/speed.md). fp16 on a CPU
+    has no such kernels.
     """
 
     name: str
@@ -25,7 +37,7 @@ class Precision:
     @classmethod
     def resolve(cls, name: str, device: torch.device) -> "Precision":
         if name == "auto":
-            name = "fp16" if device.type == "cuda" else "fp32"
+            name = "fp16" if device.type == "cuda" else "bf16" if device.type == "cpu" and cpu_has_bf16_units() else "fp32"
         if name not in AUTOCAST_DTYPES:
             raise ValueError(f"train.precision must be auto, fp32, bf16 or fp16, got '{name}'")
         return cls(name, device.type)
