@@ -94,6 +94,8 @@ def _record(pair: PairPaths, trained: TrainedModel, registration: Registration) 
         "checkpoint": trained.reference,
         "checkpoint_sha256": trained.sha256,
         "seconds": registration.seconds,
+        "network_seconds": registration.network_seconds,
+        "precision": registration.precision,
         "model_grid": {"shape": list(registration.grid.shape), "spacing_mm": registration.grid.spacing[0],
                        "affine": registration.grid.affine.tolist()},
         "displacement": "displacement.nii.gz: (X, Y, Z, 3) world RAS mm on the fixed grid; moving point = p + u(p)",

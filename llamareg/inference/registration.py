@@ -39,6 +39,8 @@ class Registration:
         grid_flow: ``(1, 3, D, H, W)`` the network's displacement on the model grid, in its voxels
             (before any refinement).
         seconds: wall time from the loaded voxels to the outputs (resampling, network, refinement).
+        network_seconds: of which the network call(s) on the model grid.
+        precision: the precision the network ran in (``fp32``, ``bf16``, ``fp16``).
         refinement: the instance optimisation's record, or None without ``refine_steps``.
         symmetric: whether the network ran both ways (see :func:`symmetric_flow`).
     """
@@ -51,6 +53,8 @@ class Registration:
     seconds: float
     refinement: Refinement | None
     symmetric: bool = False
+    network_seconds: float = 0.0
+    precision: str = "fp32"
 
 
 def grid_of(volume: NiftiVolume) -> Grid:
@@ -101,8 +105,9 @@ def model_grid_for(trained: TrainedModel, fixed_grid: Grid, spacing: float | Non
 
 
 def network_flow_of(trained: TrainedModel, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-    """The network's full-resolution displacement ``(1, 3, D, H, W)`` for one pair on the model grid."""
-    with torch.no_grad(), trained.precision.autocast():
+    """The network's full-resolution displacement ``(B, 3, D, H, W)`` for ``B`` pairs on the model grid,
+    in inference mode (no autograd state) and the model's precision."""
+    with torch.inference_mode(), trained.precision.autocast():
         outputs = trained.model(moving, fixed)
         return outputs.get("full_flow", outputs["flows"][-1]).float()  # baselines name their full-resolution field
 
@@ -158,12 +163,14 @@ def register_pair(
         return torch.from_numpy(resampled.astype(np.float32))[None, None].to(trained.device)
 
     moving_on_grid, fixed_on_grid = on_grid(moving_data, moving.affine), on_grid(fixed_data, fixed.affine)
+    network_started = time.perf_counter()
     if symmetric:  # both directions as one batch of two: a third less time than two calls on a CPU
         both = network_flow_of(trained, torch.cat([moving_on_grid, fixed_on_grid]), torch.cat([fixed_on_grid, moving_on_grid]))
         flow = symmetric_flow(both[:1], both[1:])
     else:
         flow = network_flow_of(trained, moving_on_grid, fixed_on_grid)
     network_flow = flow[0].cpu().numpy()
+    network_seconds = time.perf_counter() - network_started
     refinement = None
     if refine_steps:
         refinement = refine_displacement(fixed_data, fixed_grid, moving_data, moving.affine, network_flow, grid,
@@ -182,4 +189,6 @@ def register_pair(
         seconds=time.perf_counter() - started,
         refinement=refinement,
         symmetric=symmetric,
+        network_seconds=network_seconds,
+        precision=trained.precision.name,
     )
