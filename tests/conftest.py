@@ -100,7 +100,7 @@ def trained_run(request, tmp_path_factory) -> TrainedRun:
     config = load_config(TRAINED_PRESET, [*TRAINED_RUN, f"train.out={out}"])
     identity = {**config.to_dict(), "train": {**config.to_dict()["train"], "out": ""}}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16] + "-" + _training_code_digest()
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     folder = Path(cache.mkdir("llamareg-trained-run")) if cache is not None else out
     checkpoint, metrics_file = folder / f"{key}.pt", folder / f"{key}.json"
     if not (checkpoint.is_file() and metrics_file.is_file()):
