@@ -187,6 +187,9 @@ class TrainConfig:
             flows (paper: 0.25/0.5/1.0); one weight for single-field baselines; LapIRN's three levels.
         precision: ``auto`` (fp16 AMP on CUDA; bf16 autocast on CPUs with bf16 units, else fp32), ``fp32``, ``bf16`` or ``fp16``.
         val_every: Validate (and keep the best checkpoint) every this many iterations.
+        checkpoint_every: Also write the resume point (``last.pt``, or a DeepSpeed checkpoint) every
+            this many iterations between validations, so that a killed run loses at most that much
+            work (0: only at validation).
         log_every: Refresh the progress bar's loss every this many iterations.
         seed: Seed of model initialisation and of the pair sequence.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -211,6 +214,7 @@ class TrainConfig:
     scale_weights: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
     precision: str = "auto"
     val_every: int = 100
+    checkpoint_every: int = 100
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
@@ -449,7 +453,7 @@ def validate(config: Config) -> None:
     for key in ("max_iters", "batch_size", "grad_accumulation", "val_every", "log_every"):
         if getattr(config.train, key) < 1:
             raise ValueError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
-    for key in ("label_weight", "flow_weight"):
+    for key in ("label_weight", "flow_weight", "checkpoint_every"):
         if getattr(config.train, key) < 0:
             raise ValueError(f"train.{key} must be >= 0, got {getattr(config.train, key)}")
     if config.model.base_channels < 1:

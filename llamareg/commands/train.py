@@ -26,6 +26,7 @@ def build_parser(prog: str = "launch/train.py") -> argparse.ArgumentParser:
     parser.add_argument("--data", metavar="SHARD_DIR", help="shard folder from data_tools/build_shards.py (data.source; default: the embedded data)")
     parser.add_argument("--llm", help="LLM source (llm.source): HF folder, Meta folder, .gguf file, smollm2-135m, random:llama-2-7b")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt (cascades: keep finished steps)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out (without it, an existing run is an error)")
     parser.add_argument("--step", type=int, help="cascade: run (or with --resume, continue) only this phase of the schedule")
     parser.add_argument("--ds", metavar="DS_CONFIG", help="train under DeepSpeed with this JSON config (ds_configs/zero2.json, ...); "
                         "launch with `deepspeed launch/train.py --ds ...` for several ranks")
@@ -44,7 +45,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     return load_config(args.config, [*named, *args.overrides])
 
 
-def run(config: Config, resume: bool = False, step: int | None = None, ds: str | None = None) -> dict:
+def run(config: Config, resume: bool = False, step: int | None = None, ds: str | None = None, overwrite: bool = False) -> dict:
     """Train the schedule ``config`` describes (one phase for a one-step model); returns the metrics written.
 
     With ``ds`` (a DeepSpeed JSON config) this process joins the launcher's process group and trains
@@ -53,7 +54,7 @@ def run(config: Config, resume: bool = False, step: int | None = None, ds: str |
     from llamareg.training.schedule import run_schedule
 
     if ds is None:
-        return run_schedule(config, resume=resume, only_phase=step)
+        return run_schedule(config, resume=resume, only_phase=step, overwrite=overwrite)
     import torch
 
     from llamareg.distributed import init_distributed, load_deepspeed_config
@@ -63,7 +64,7 @@ def run(config: Config, resume: bool = False, step: int | None = None, ds: str |
     context = init_distributed(device_type)
     try:
         ds_config, config = load_deepspeed_config(ds, config, context.world_size, device_type)
-        return run_schedule(config, resume=resume, only_phase=step, ds_config=ds_config, context=context)
+        return run_schedule(config, resume=resume, only_phase=step, ds_config=ds_config, context=context, overwrite=overwrite)
     finally:
         torch.distributed.destroy_process_group()
 
@@ -77,7 +78,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "launch/train.py") -> in
         if args.print_config:
             print(config.to_yaml(), end="")
             return 0
-        metrics = run(config, resume=args.resume, step=args.step, ds=args.ds)
+        if args.resume and args.overwrite:
+            raise ValueError("--resume and --overwrite contradict each other: give one")
+        metrics = run(config, resume=args.resume, step=args.step, ds=args.ds, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,8 +21,8 @@ from llamareg.distributed.context import DistributedContext
 from llamareg.networks.llamareg import LLaMAReg, build_model, check_llm_source
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
 from llamareg.tracking import TrainingRun, open_training_run
-from llamareg.training.optimization import resume_point_exists
-from llamareg.training.trainer import Trainer
+from llamareg.training.optimization import LAST_FILE, resume_point_exists
+from llamareg.training.trainer import Trainer, check_resume_config
 
 STEP_SUMMARY_KEYS = ("val_dice", "val_dice_best", "val_folding_pct", "val_sdlogj", "iterations",
                      "peak_memory_mb", "peak_memory_of", "train_seconds_per_iteration", "wall_seconds")
@@ -130,14 +130,29 @@ def _finished(phase: Phase) -> dict[str, Any] | None:
     return metrics if metrics.get("iterations") == phase.iterations else None
 
 
+def existing_run(config: Config, phases: list[Phase]) -> Path | None:
+    """A file that shows ``train.out`` holds an earlier run (its metrics or a checkpoint), or None."""
+    candidates = [Path(config.train.out) / "metrics.json", Path(config.train.out) / "checkpoints"]
+    for phase in phases:
+        candidates += [phase.out / "metrics.json", phase.out / "checkpoints"]
+    for path in candidates:
+        if path.is_file() or (path.is_dir() and any(path.iterdir())):
+            return path
+    return None
+
+
 def run_schedule(
     config: Config,
     resume: bool = False,
     only_phase: int | None = None,
     ds_config: dict[str, Any] | None = None,
     context: DistributedContext = DistributedContext(),
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train every phase of the schedule (or only ``only_phase``) and write the run's metrics.
+
+    A folder that already holds a run is continued only with ``resume`` (or ``only_phase``) and
+    replaced only with ``overwrite``; otherwise ValueError, before anything is written.
 
     Each phase after the first starts from the previous phase's best checkpoint. With ``resume``,
     finished phases are kept and an interrupted one continues from its ``last.pt``. The final model,
@@ -154,6 +169,14 @@ def run_schedule(
         raise FileNotFoundError(
             f"--resume: {phases[0].out / 'checkpoints'} holds no checkpoint to resume; start without --resume or point --out at an earlier run"
         )
+    earlier_run = existing_run(config, phases)
+    if earlier_run is not None and not (resume or only_phase is not None or overwrite):
+        raise ValueError(f"--out {config.train.out} already holds a run ({earlier_run}); continue it with --resume, "
+                         "replace it with --overwrite, or give another --out")
+    if resume:
+        first_resume_point = phases[0].out / "checkpoints" / LAST_FILE
+        if first_resume_point.is_file():  # a finished run as well: overrides of its model or data are errors, not ignored
+            check_resume_config(read_checkpoint(first_resume_point)["config"], _phase_config(config, phases[0]), first_resume_point.parent)
     check_llm_source(config)  # before the tracking run creates the output folder
     run = open_training_run(config.tracking, config.train.out, config.name, resume or only_phase is not None)
     try:

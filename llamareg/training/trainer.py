@@ -27,6 +27,21 @@ from llamareg.training.validation import evaluate_pairs, summarize
 RESUME_FIXED_SECTIONS = ("llm", "model", "data")
 
 
+def check_resume_config(saved: dict[str, Any], config: Config, where: Path) -> None:
+    """ValueError naming the first ``llm``/``model``/``data`` key whose value in ``config`` differs from the
+    ``saved`` config of the run in ``where``: a run resumes with its own model and data (iterations,
+    learning rate and the like may change)."""
+    current, defaults = config.to_dict(), Config().to_dict()
+    for section in RESUME_FIXED_SECTIONS:
+        for key, value in current[section].items():
+            # A key the saved config lacks (written before the key existed) had its default.
+            if saved[section].get(key, defaults[section][key]) != value:
+                raise ValueError(
+                    f"--resume: {section}.{key} is {value!r} but {where} was trained with "
+                    f"{saved[section].get(key)!r}; resume with the run's own config"
+                )
+
+
 def resolve_device(name: str, context: DistributedContext = DistributedContext()) -> torch.device:
     """``train.device`` as a torch device; a rank on a GPU machine takes the GPU of its local rank."""
     if name == "auto":
@@ -151,15 +166,7 @@ class Trainer:
         self.previous_wall_seconds = state["wall_seconds"]
 
     def _check_resumable(self, state: dict[str, Any]) -> None:
-        saved, current, defaults = state["config"], self.config.to_dict(), Config().to_dict()
-        for section in RESUME_FIXED_SECTIONS:
-            for key, value in current[section].items():
-                # A key the saved config lacks (written before the key existed) had its default.
-                if saved[section].get(key, defaults[section][key]) != value:
-                    raise ValueError(
-                        f"--resume: {section}.{key} is {value!r} but {self.checkpoint_dir} was trained with "
-                        f"{saved[section].get(key)!r}; resume with the run's own config"
-                    )
+        check_resume_config(state["config"], self.config, self.checkpoint_dir)
 
     # ----------------------------------------------------------------------------- loop
     def _loader(self, items: Dataset, batch_size: int) -> DataLoader:
@@ -254,6 +261,8 @@ class Trainer:
                     progress.set_postfix(loss=f"{terms['loss']:.4g}", best_dice=f"{max(self.best_dice, 0):.3f}")
                 if self.iteration % train.val_every == 0 or self.iteration == train.max_iters:
                     self._validate_and_checkpoint()
+                elif train.checkpoint_every and self.iteration % train.checkpoint_every == 0:
+                    self.optimization.save(self._state(), self.checkpoint_dir, best=False)
         return self._write_metrics(step_seconds / max(steps_done, 1))
 
     def _record_best(self, result: dict[str, Any]) -> bool:

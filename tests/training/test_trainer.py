@@ -1,12 +1,20 @@
 """The training loop end to end at a small size: outputs, checkpoints, resume, errors."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from llamareg.commands.train import run
 from llamareg.training.checkpoint import read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
 
 def test_run_writes_metrics_and_checkpoints(tmp_path, tiny_config):
     metrics = run(tiny_config("train.max_iters=4"))
@@ -57,3 +65,47 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny_config):
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(ValueError, match="corrupt"):
         read_checkpoint(path)
+
+
+def test_a_finished_run_is_replaced_only_with_overwrite(tmp_path, tiny_config):
+    run(tiny_config("train.max_iters=2"))
+    best = (tmp_path / "checkpoints" / "best.pt").read_bytes()
+    metrics = (tmp_path / "metrics.json").read_text()
+    with pytest.raises(ValueError, match=r"--out .* already holds a run .*--resume.*--overwrite"):
+        run(tiny_config("train.max_iters=2", "train.seed=1"))
+    assert (tmp_path / "checkpoints" / "best.pt").read_bytes() == best and (tmp_path / "metrics.json").read_text() == metrics
+    run(tiny_config("train.max_iters=2", "train.seed=1"), overwrite=True)
+    assert (tmp_path / "checkpoints" / "best.pt").read_bytes() != best
+
+
+def test_resuming_a_finished_run_refuses_a_changed_model(tiny_config):
+    run(tiny_config("train.max_iters=2"))
+    with pytest.raises(ValueError, match="model.base_channels"):  # before: exit 0, the override ignored
+        run(tiny_config("train.max_iters=2", "model.base_channels=8"), resume=True)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path, tiny_config):
+    """SIGKILL once the first resume point between validations is on disk; ``--resume`` then loses at most
+    ``train.checkpoint_every`` iterations and ends with the uninterrupted run's weights."""
+    overrides = ("train.max_iters=16", "train.val_every=16", "train.checkpoint_every=4")
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    run(tiny_config(*overrides, out=straight))
+    config_file = tmp_path / "killed.yaml"
+    config_file.write_text(tiny_config(*overrides, out=killed).to_yaml())
+    command = [sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(config_file)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    last = killed / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 240
+    while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last.is_file(), "no resume point was written before validation"
+    saved = read_checkpoint(last)["iteration"]
+    assert saved % 4 == 0 and 4 <= saved < 16  # written between validations, every checkpoint_every iterations
+    run(tiny_config(*overrides, out=killed), resume=True)
+    a = read_checkpoint(straight / "checkpoints" / "last.pt")
+    b = read_checkpoint(last)
+    assert a["iteration"] == b["iteration"] == 16
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
