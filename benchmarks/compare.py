@@ -275,7 +275,7 @@ def run_training(method: str, out: Path, iters: int, data: str | None, extra: Se
     preset = METHODS[method][2]
     try:
         config = load_config(preset, method_overrides(method, iters, out, data, extra))
-        metrics = run(config)
+        metrics = run(config, overwrite=True)  # a rerun of the comparison retrains every method into its folder
     except ValueError as error:
         if "voxelmorph package" in str(error):
             return {"status": f"not installed ({str(error)[:200]})"}
