@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -453,7 +454,9 @@ def validate(config: Config) -> None:
     for key in ("max_iters", "batch_size", "grad_accumulation", "val_every", "log_every"):
         if getattr(config.train, key) < 1:
             raise ValueError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
-    for key in ("label_weight", "flow_weight", "checkpoint_every"):
+    if not (math.isfinite(config.train.lr) and config.train.lr > 0):
+        raise ValueError(f"train.lr must be a positive learning rate, got {config.train.lr}")
+    for key in ("label_weight", "flow_weight", "checkpoint_every", "reg_weight"):
         if getattr(config.train, key) < 0:
             raise ValueError(f"train.{key} must be >= 0, got {getattr(config.train, key)}")
     if config.model.base_channels < 1:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,15 @@ def _finished(phase: Phase) -> dict[str, Any] | None:
     return metrics if metrics.get("iterations") == phase.iterations else None
 
 
+def check_output_folder(out: Path) -> None:
+    """ValueError naming ``--out`` unless it is a folder, or can be made one, that this process may write."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; give a folder for the run")
+    existing = next(parent for parent in (out, *out.parents) if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {existing} is not a writable folder; give an --out where you can write")
+
+
 def existing_run(config: Config, phases: list[Phase]) -> Path | None:
     """A file that shows ``train.out`` holds an earlier run (its metrics or a checkpoint), or None."""
     candidates = [Path(config.train.out) / "metrics.json", Path(config.train.out) / "checkpoints"]
@@ -169,6 +179,7 @@ def run_schedule(
         raise FileNotFoundError(
             f"--resume: {phases[0].out / 'checkpoints'} holds no checkpoint to resume; start without --resume or point --out at an earlier run"
         )
+    check_output_folder(Path(config.train.out))
     earlier_run = existing_run(config, phases)
     if earlier_run is not None and not (resume or only_phase is not None or overwrite):
         raise ValueError(f"--out {config.train.out} already holds a run ({earlier_run}); continue it with --resume, "

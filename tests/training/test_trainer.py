@@ -109,3 +109,19 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrup
     assert a["iteration"] == b["iteration"] == 16
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+@pytest.mark.parametrize("override, culprit", [("train.lr=-1", "train.lr"), ("train.checkpoint_every=-5", "train.checkpoint_every")])
+def test_bad_training_values_are_refused_before_anything_is_written(tmp_path, tiny_config, override, culprit):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=culprit):
+        run(tiny_config("train.max_iters=2", override, out=out))
+    assert not out.exists()
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path, tiny_config):
+    path = tmp_path / "a_file"
+    path.write_text("not a run")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        run(tiny_config("train.max_iters=2", out=path))
+    assert path.read_text() == "not a run"
