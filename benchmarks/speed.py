@@ -1,168 +1,174 @@
-"""Training-step speed by precision and memory layout, interleaved in one run, with a kernel profile.
+"""Training-step speed by precision and memory layout, interleaved in one run, with a kernel profile;
+optionally against an earlier commit of llamareg, side by side.
 
-One step is the trainer's: the model built by the factory, called on one pair, the training objective
-(with the end-point-error term when the preset sets ``train.flow_weight``), and backward. Variants:
+One step is the trainer's: the model built by the factory, called on one pair, the image objective
+(similarity + diffusion over the flows' scales) and backward. Each variant runs in a worker process
+of its own (``speed_worker.py``), so that its peak resident memory is its own; rounds interleave the
+workers (A, B, C, A, B, C, ...) so that drifts of the machine's load hit all of them alike. The figure
+is the median step time, ratios are against the first row of the same run. The profile counts the 3D
+convolutions by kernel: ``slow_conv3d`` is PyTorch's reference kernel, ``mkldnn`` is oneDNN.
 
-* ``fp32``: float32, contiguous tensors (as ``train.precision=fp32``);
-* ``fp32-channels-last``: float32, model and inputs in ``torch.channels_last_3d``;
-* ``bf16``: bf16 autocast (what ``train.precision=auto`` picks on CPUs with bf16 units).
-
-Rounds interleave the variants (A, B, C, A, B, C, ...) so that drifts of the machine load hit all of
-them alike; the figure is the median step time, and the ratio is against ``fp32`` of the same run.
-Peak resident memory of each variant is measured in a subprocess of its own. The profile counts the
-3D convolutions by kernel: ``slow_conv3d`` is PyTorch's reference kernel, ``mkldnn`` is oneDNN.
+Variants of ``--config`` (default ``cpu-default``): fp32 contiguous, fp32 channels-last-3d, and bf16
+autocast (what ``train.precision=auto`` picks on CPUs with bf16 units). With ``--baseline COMMIT``
+(for example 5559755) the rows are instead that commit's ``cpu-default`` (checked out in a temporary
+git worktree; fp32, its ``auto`` on the CPU) and this checkout's ``cpu-template``, which has the same
+model and objective (48x64x48, positional embedding, MSE, lambda 0.02, SmolLM2 layer called twice), in
+fp32 and with ``train.precision=auto``.
 
 Usage:
-    python benchmarks/speed.py [--config cpu-default] [--rounds 10] [--out benchmarks/results]
+    python benchmarks/speed.py [--config cpu-default] [--rounds 10] [--baseline 5559755] [--out benchmarks/results]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from llamareg.atomic import write_json
-from llamareg.config import load_config
 from llamareg.evaluation.report import write_text
-from llamareg.networks.llamareg import build_model
-from llamareg.training.objective import MultiScaleObjective
 from llamareg.training.precision import Precision, cpu_has_bf16_units
 
-VARIANTS = ("fp32", "fp32-channels-last", "bf16")
-CONV_KERNELS = ("aten::slow_conv3d_forward", "aten::mkldnn_convolution", "aten::convolution_backward",
-                "aten::slow_conv_transpose3d", "aten::_slow_conv2d_forward")
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "speed_worker.py"
 
 
-def training_step(config_name: str, variant: str) -> Callable[[], float]:
-    """A closure running one training step of ``variant``; returns the loss."""
-    config = load_config(config_name, ["train.device=cpu"])
-    torch.manual_seed(0)
-    model = build_model(config)
-    objective = MultiScaleObjective(config.train.similarity, config.train.reg_weight, config.train.scale_weights,
-                                    flow_weight=config.train.flow_weight)
-    shape = tuple(config.data.shape)
-    generator = torch.Generator().manual_seed(1)
-    moving, fixed = torch.rand(1, 1, *shape, generator=generator), torch.rand(1, 1, *shape, generator=generator)
-    true_flow = torch.randn(1, 3, *shape, generator=generator) if config.train.flow_weight > 0 else None
-    if variant == "fp32-channels-last":
-        model = model.to(memory_format=torch.channels_last_3d)
-        moving, fixed = (x.contiguous(memory_format=torch.channels_last_3d) for x in (moving, fixed))
-    precision = Precision("bf16" if variant == "bf16" else "fp32", "cpu")
-
-    def step() -> float:
-        model.zero_grad(set_to_none=True)
-        with precision.autocast():
-            flows = model(moving, fixed)["flows"]
-        loss, _ = objective(moving, fixed, flows, true_flow=true_flow)
-        loss.backward()
-        return loss.item()
-
-    return step
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    root: Path  # the checkout whose llamareg the worker imports
+    preset: str
+    precision: str  # fp32 or bf16
+    layout: str = "contiguous"
 
 
-def kernel_profile(step: Callable[[], float]) -> dict:
-    """Calls and self-CPU milliseconds of the convolution kernels in one step, and their share of it."""
-    from torch.profiler import profile
+class Worker:
+    """A speed_worker.py process answering one JSON line per command."""
 
-    with profile() as profiler:
-        step()
-    events = profiler.key_averages()
-    total = sum(event.self_cpu_time_total for event in events)
-    kernels = {event.key: {"calls": event.count, "self_ms": event.self_cpu_time_total / 1e3}
-               for event in events if event.key in CONV_KERNELS}
-    slow = sum(v["self_ms"] for k, v in kernels.items() if "slow" in k)
-    return {"kernels": kernels, "total_ms": total / 1e3, "slow_kernel_share": slow * 1e3 / total if total else 0.0}
+    def __init__(self, variant: Variant) -> None:
+        environment = {**os.environ, "PYTHONPATH": str(variant.root)}
+        self.process = subprocess.Popen([sys.executable, str(WORKER), variant.preset, variant.precision, variant.layout],
+                                        cwd=variant.root, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.ready = self._read()
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"a speed worker exited early (code {self.process.wait()})")
+        return json.loads(line)
+
+    def ask(self, command: str) -> dict:
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
 
 
-def memory_of(config_name: str, variant: str) -> float:
-    """Peak resident MiB of a fresh process that builds the model and runs two steps of ``variant``."""
-    result = subprocess.run([sys.executable, __file__, "--config", config_name, "--memory-of", variant],
-                            capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
-    return float(result.stdout.strip().splitlines()[-1])
+def variants_for(args: argparse.Namespace, scratch: Path) -> list[Variant]:
+    auto = Precision.resolve("auto", torch.device("cpu")).name
+    if not args.baseline:
+        return [Variant(f"{args.config} fp32", ROOT, args.config, "fp32"),
+                Variant(f"{args.config} fp32 channels-last-3d", ROOT, args.config, "fp32", "channels_last"),
+                Variant(f"{args.config} bf16 autocast", ROOT, args.config, "bf16")]
+    worktree = scratch / "baseline"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.baseline], check=True, capture_output=True)
+    return [Variant(f"{args.baseline} cpu-default (fp32)", worktree, "cpu-default", "fp32"),
+            Variant("this checkout, cpu-template, fp32", ROOT, "cpu-template", "fp32"),
+            Variant(f"this checkout, cpu-template, train.precision=auto ({auto})", ROOT, "cpu-template", auto)]
 
 
 def render(result: dict) -> str:
     lines = [
-        f"# Training-step speed: {result['config']}",
+        f"# Training-step speed{' against ' + result['baseline'] if result['baseline'] else ''}",
         "",
         result["what"],
         "",
         f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']}; bf16 units: {result['bf16_units']}; torch {result['torch']}, {result['threads']} threads; "
-        f"written {result['written']}; `train.precision=auto` resolves to **{result['auto']}** here.",
+        f"Machine: {result['machine']}; bf16 units: {result['bf16_units']}; torch {result['torch']}, {result['threads']} threads per worker; "
+        f"written {result['written']}; `train.precision=auto` resolves to **{result['auto']}** on this CPU.",
         "",
-        "| variant | median s per step | speed-up vs fp32 | loss | peak RSS MiB | share of the step in slow_conv3d forward | forward convs on slow_conv3d / oneDNN |",
+        "| variant | median s per step | speed-up vs first row | loss | peak RSS MiB | forward convs on slow_conv3d / oneDNN | share of the step in slow_conv3d forward |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, row in result["variants"].items():
+    for row in result["variants"]:
         kernels = row["profile"]["kernels"]
-        slow = kernels.get("aten::slow_conv3d_forward", {}).get("calls", 0)
+        slow = kernels.get("aten::slow_conv3d_forward", {})
         fast = kernels.get("aten::mkldnn_convolution", {}).get("calls", 0)
-        lines.append(f"| {name} | {row['median_seconds']:.3f} | {row['speedup']:.2f}x | {row['loss']:.6f} | {row['peak_rss_mib']:.0f} | "
-                     f"{100 * row['profile']['slow_kernel_share']:.0f} % | {slow} / {fast} |")
+        share = slow.get("self_ms", 0.0) / row["profile"]["total_ms"]
+        lines.append(f"| {row['label']} | {row['median_seconds']:.3f} | {row['speedup']:.2f}x | {row['loss']:.6f} | "
+                     f"{row['peak_rss_mib']:.0f} | {slow.get('calls', 0)} / {fast} | {100 * share:.0f} % |")
     lines += ["", "Profile of one step, convolution kernels (self CPU ms):", ""]
-    for name, row in result["variants"].items():
+    for row in result["variants"]:
         kernels = ", ".join(f"{k.removeprefix('aten::')} {v['calls']} calls {v['self_ms']:.0f} ms" for k, v in row["profile"]["kernels"].items())
-        lines.append(f"* {name} ({row['profile']['total_ms']:.0f} ms in all): {kernels}")
+        lines.append(f"* {row['label']} ({row['profile']['total_ms']:.0f} ms in all): {kernels}")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="cpu-default", help="preset whose model, shape and objective are timed")
+    parser.add_argument("--config", default="cpu-default", help="preset whose model, shape and objective are timed (without --baseline)")
+    parser.add_argument("--baseline", metavar="COMMIT", help="time that commit's cpu-default against this checkout's cpu-template")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
-    parser.add_argument("--out", default="benchmarks/results", help="results folder (speed.md, speed.json)")
-    parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)  # the subprocess of memory_of
+    parser.add_argument("--out", default="benchmarks/results", help="results folder (speed.md and .json, or speed_vs_<commit>.*)")
     args = parser.parse_args(argv)
-    if args.memory_of:
-        step = training_step(args.config, args.memory_of)
-        step(), step()
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        return 0
     if args.rounds < 3:
         raise SystemExit("--rounds must be >= 3")
-    steps = {variant: training_step(args.config, variant) for variant in VARIANTS}
-    losses = {variant: step() for variant, step in steps.items()}  # warm-up
-    times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    for _ in range(args.rounds):
-        for variant, step in steps.items():
-            tick = time.perf_counter()
-            step()
-            times[variant].append(time.perf_counter() - tick)
-    baseline = statistics.median(times["fp32"])
-    variants = {}
-    for variant in VARIANTS:
-        median = statistics.median(times[variant])
-        variants[variant] = {"median_seconds": median, "seconds": times[variant], "speedup": baseline / median, "loss": losses[variant],
-                             "profile": kernel_profile(steps[variant]), "peak_rss_mib": memory_of(args.config, variant)}
-        print(f"{variant}: {median:.3f} s per step ({baseline / median:.2f}x)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="llamareg-speed-") as scratch:
+        variants = variants_for(args, Path(scratch))
+        try:
+            workers = [Worker(variant) for variant in variants]
+            times: list[list[float]] = [[] for _ in variants]
+            for _ in range(args.rounds):
+                for index, worker in enumerate(workers):
+                    times[index].append(worker.ask("step")["seconds"])
+            profiles = [worker.ask("profile") for worker in workers]
+            memory = [worker.ask("memory")["peak_rss_mib"] for worker in workers]
+            for worker in workers:
+                worker.close()
+        finally:
+            if args.baseline:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(scratch) / "baseline")], capture_output=True)
+    reference = statistics.median(times[0])
+    rows = []
+    for variant, worker, seconds, kernel_profile, peak in zip(variants, workers, times, profiles, memory):
+        median = statistics.median(seconds)
+        rows.append({"label": variant.label, "preset": variant.preset, "precision": variant.precision, "layout": variant.layout,
+                     "median_seconds": median, "seconds": seconds, "speedup": reference / median, "loss": worker.ready["loss"],
+                     "profile": kernel_profile, "peak_rss_mib": peak})
+        print(f"{variant.label}: {median:.3f} s per step ({reference / median:.2f}x)", flush=True)
     result = {
-        "what": (f"One training step of `{args.config}` (model from the factory, one pair, the training objective, backward), "
-                 f"{args.rounds} interleaved rounds after a warm-up; losses are of the same pair and initial weights."),
-        "config": args.config,
+        "what": (f"One training step (model from the factory, one pair of random volumes, the image objective, backward), "
+                 f"{args.rounds} interleaved rounds after a warm-up, each variant in its own process; losses are of the same "
+                 "pair and initial weights."),
+        "baseline": args.baseline,
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "machine": f"{platform.machine()} ({platform.processor() or 'cpu'}), {os.cpu_count()} cores",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "bf16_units": cpu_has_bf16_units(),
         "auto": Precision.resolve("auto", torch.device("cpu")).name,
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())),
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "variants": variants,
+        "variants": rows,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "speed.json", result)
-    write_text(out / "speed.md", render(result))
+    stem = f"speed_vs_{args.baseline}" if args.baseline else "speed"
+    write_json(out / f"{stem}.json", result)
+    write_text(out / f"{stem}.md", render(result))
     print(render(result))
     return 0
 

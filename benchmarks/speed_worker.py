@@ -1,0 +1,89 @@
+"""One training-step worker for benchmarks/speed.py: builds a preset's model and objective with whatever
+``llamareg`` is on ``sys.path`` (this checkout, or an older commit's worktree) and answers commands on
+stdin, one JSON line per answer on stdout:
+
+* ``step``: one training step (forward, objective, backward); answers its seconds and loss;
+* ``profile``: one step under the PyTorch profiler; answers the convolution kernels' calls and self-CPU ms;
+* ``memory``: answers the process's peak resident MiB.
+
+It uses only the API every llamareg commit has had (``load_config``, ``build_model``,
+``MultiScaleObjective(similarity, reg_weight, scale_weights)``), so the same step can be timed on an
+older commit side by side.
+
+Usage (by speed.py): python speed_worker.py PRESET {fp32,bf16} {contiguous,channels_last}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import resource
+import sys
+import time
+
+import torch
+
+CONV_KERNELS = ("aten::slow_conv3d_forward", "aten::mkldnn_convolution", "aten::convolution_backward", "aten::slow_conv_transpose3d")
+
+
+def build(preset: str, precision: str, layout: str):
+    from llamareg.config import load_config
+    from llamareg.networks.llamareg import build_model
+    from llamareg.training.objective import MultiScaleObjective
+
+    config = load_config(preset, ["train.device=cpu"])
+    torch.manual_seed(0)
+    model = build_model(config)
+    objective = MultiScaleObjective(config.train.similarity, config.train.reg_weight, config.train.scale_weights)
+    generator = torch.Generator().manual_seed(1)
+    shape = tuple(config.data.shape)
+    moving, fixed = torch.rand(1, 1, *shape, generator=generator), torch.rand(1, 1, *shape, generator=generator)
+    if layout == "channels_last":
+        model = model.to(memory_format=torch.channels_last_3d)
+        moving, fixed = (x.contiguous(memory_format=torch.channels_last_3d) for x in (moving, fixed))
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+
+    def step() -> float:
+        model.zero_grad(set_to_none=True)
+        with autocast():
+            flows = model(moving, fixed)["flows"]
+        loss = objective(moving, fixed, flows)[0]
+        loss.backward()
+        return loss.item()
+
+    return step
+
+
+def profile(step) -> dict:
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile() as profiler:
+        step()
+    events = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events) / 1e3
+    kernels = {e.key: {"calls": e.count, "self_ms": e.self_cpu_time_total / 1e3} for e in events if e.key in CONV_KERNELS}
+    return {"kernels": kernels, "total_ms": total}
+
+
+def main() -> int:
+    preset, precision, layout = sys.argv[1:4]
+    step = build(preset, precision, layout)
+    loss = step()  # warm-up
+    print(json.dumps({"ready": True, "loss": loss}), flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "step":
+            tick = time.perf_counter()
+            loss = step()
+            print(json.dumps({"seconds": time.perf_counter() - tick, "loss": loss}), flush=True)
+        elif command == "profile":
+            print(json.dumps(profile(step)), flush=True)
+        elif command == "memory":
+            print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+        else:
+            print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
