@@ -58,7 +58,10 @@ def run(config: Config, resume: bool = False, step: int | None = None, ds: str |
     import torch
 
     from llamareg.distributed import init_distributed, load_deepspeed_config
+    from llamareg.distributed.ds_config import read_deepspeed_json
     from llamareg.training.trainer import resolve_device
+
+    read_deepspeed_json(ds)  # a missing or broken file is reported before DeepSpeed and the process group start
 
     device_type = resolve_device(config.train.device).type
     context = init_distributed(device_type)

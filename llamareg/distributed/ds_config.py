@@ -7,7 +7,6 @@ other than the ones its recorded config shows.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -53,6 +52,21 @@ def _agree(ds: dict[str, Any], key: str, wanted: Any, train_key: str) -> None:
         raise ValueError(f"sets {key}={value} but {train_key}={wanted}; make them agree (e.g. {train_key}={value}) or set {key} to \"auto\"")
 
 
+def read_deepspeed_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in ``path``; FileNotFoundError or ValueError naming ``--ds`` otherwise. Cheap, so the
+    training command calls it before DeepSpeed and the process group start."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ds {path} does not exist; use one of ds_configs/*.json or your own DeepSpeed JSON")
+    try:
+        ds = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--ds {path} is not valid JSON (line {error.lineno}: {error.msg})") from None
+    if not isinstance(ds, dict):
+        raise ValueError(f"--ds {path} must hold a JSON object of DeepSpeed settings")
+    return ds
+
+
 def load_deepspeed_config(
     path: str | os.PathLike, config: Config, world_size: int, device_type: str = "cpu"
 ) -> tuple[dict[str, Any], Config]:
@@ -74,15 +88,7 @@ def load_deepspeed_config(
         (2, 'fp16')
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--ds {path} does not exist; use one of ds_configs/*.json or your own DeepSpeed JSON")
-    try:
-        ds = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--ds {path} is not valid JSON (line {error.lineno}: {error.msg})") from None
-    if not isinstance(ds, dict):
-        raise ValueError(f"--ds {path} must hold a JSON object of DeepSpeed settings")
-    ds = copy.deepcopy(ds)
+    ds = read_deepspeed_json(path)
     if device_type == "cpu":
         _cpu_fp16_as_fp32(ds, path)
     train = config.train

@@ -138,3 +138,17 @@ def test_evaluate_rejects_an_out_of_range_figure_pair(capsys, checkpoints, image
     out = tmp_path / "out"
     argv = ["evaluate", "--checkpoint", checkpoints / "valid.pt", "--pairs", _pairs(tmp_path, images), "--out", out, "--figure-pairs", "4"]
     _assert_rejected(capsys, argv, out, "--figure-pairs 4")
+
+
+@pytest.mark.parametrize("content, culprit", [(None, "does not exist"), ("{not json", "is not valid JSON")])
+def test_train_rejects_a_bad_deepspeed_config_before_deepspeed_starts(capsys, tmp_path, content, culprit):
+    from llamareg.commands.train import main as train_main
+
+    ds = tmp_path / "ds.json"
+    if content is not None:
+        ds.write_text(content)
+    out = tmp_path / "run"
+    assert train_main(["--ds", str(ds), "--out", str(out), "--max-iters", "1"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: --ds {ds}") and culprit in error[0]
+    assert not out.exists()
