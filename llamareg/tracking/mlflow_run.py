@@ -122,17 +122,29 @@ class TrainingRun:
 
 
 def _open(client: Any, experiment_id: str, name: str, folder: Path, resume: bool, parent: str | None = None) -> TrainingRun:
-    """Reopen the run recorded in ``folder`` when resuming in the same store, else create one."""
+    """Reopen the run recorded in ``folder`` when resuming in the same store, else create one (ending the
+    recorded run as KILLED if it was left RUNNING by a killed process)."""
     record = folder / RUN_FILE
-    if resume and record.is_file():
+    if record.is_file():
         saved = json.loads(record.read_text())
         if saved.get("tracking_uri") == client.tracking_uri:
-            client.update_run(saved["run_id"], status="RUNNING")
-            return TrainingRun(client, saved["run_id"], folder)
+            if resume:
+                client.update_run(saved["run_id"], status="RUNNING")
+                return TrainingRun(client, saved["run_id"], folder)
+            _end_interrupted(client, saved["run_id"])
     tags = {"mlflow.parentRunId": parent} if parent else {}
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     write_json(record, {"tracking_uri": client.tracking_uri, "run_id": run.info.run_id, "experiment_id": experiment_id})
     return TrainingRun(client, run.info.run_id, folder)
+
+
+def _end_interrupted(client: Any, run_id: str) -> None:
+    """Mark the folder's earlier run KILLED if it never ended (its process was killed), as a new run replaces it."""
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+    except Exception:  # the run was deleted from the store: nothing to end
+        pass
 
 
 def _check_sqlite_file(uri: str) -> None:

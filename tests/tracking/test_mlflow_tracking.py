@@ -119,3 +119,16 @@ def test_mlflow_server_on_localhost_receives_a_run(tiny_config, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_run_left_running_by_a_killed_process_is_marked_killed_when_the_folder_is_reused(tmp_path):
+    import mlflow
+
+    settings = TrackingConfig(enabled=True)
+    killed = open_training_run(settings, tmp_path, "first", resume=False)  # never finished: as after SIGKILL
+    replacement = open_training_run(settings, tmp_path, "second", resume=False)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(settings, tmp_path))
+    assert client.get_run(killed.run_id).info.status == "KILLED"
+    assert client.get_run(replacement.run_id).info.status == "RUNNING"
+    replacement.finish()
+    assert client.get_run(replacement.run_id).info.status == "FINISHED"
