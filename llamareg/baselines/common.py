@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llamareg.networks.bookkeeping import ParameterBookkeeping
+from llamareg.networks.conv import Conv3d
 from llamareg.spatial.functional import resize_flow, warp
 
 
@@ -129,7 +130,7 @@ class ConvNormAct(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(
-            nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False),
+            Conv3d(in_channels, out_channels, 3, padding=1, bias=False),
             nn.InstanceNorm3d(out_channels),
             nn.LeakyReLU(0.01),
         )
@@ -156,10 +157,10 @@ class DecoderBlock(nn.Module):
         return self.conv2(self.conv1(x))
 
 
-def flow_conv(in_channels: int) -> nn.Conv3d:
+def flow_conv(in_channels: int) -> Conv3d:
     """conv3x3x3 to a 3-channel field, weights N(0, 1e-5) and zero bias, so training starts near identity
     (VoxelMorph's flow layer and TransMorph's ``RegistrationHead``)."""
-    conv = nn.Conv3d(in_channels, 3, 3, padding=1)
+    conv = Conv3d(in_channels, 3, 3, padding=1)
     nn.init.normal_(conv.weight, std=1e-5)
     nn.init.zeros_(conv.bias)
     return conv

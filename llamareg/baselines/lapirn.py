@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from llamareg.baselines.common import RegistrationNetwork, check_positive_int, check_shape
+from llamareg.networks.conv import Conv3d
 from llamareg.networks.flow_fields import FlowFieldRules
 from llamareg.spatial.functional import warp
 from llamareg.spatial.pyramid import image_pyramid
@@ -21,8 +22,8 @@ class PreActBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv3d(channels, channels, 3, padding=1, bias=False)
-        self.conv2 = nn.Conv3d(channels, channels, 3, padding=1, bias=False)
+        self.conv1 = Conv3d(channels, channels, 3, padding=1, bias=False)
+        self.conv2 = Conv3d(channels, channels, 3, padding=1, bias=False)
         self.act = nn.LeakyReLU(0.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,20 +50,20 @@ class LapIRNLevel(nn.Module):
         super().__init__()
         self.range_flow = range_flow
         self.encoder = nn.Sequential(
-            nn.Conv3d(in_channels, features, 3, padding=1, bias=False),
+            Conv3d(in_channels, features, 3, padding=1, bias=False),
             nn.LeakyReLU(0.2),
-            nn.Conv3d(features, features, 3, padding=1, bias=False),
+            Conv3d(features, features, 3, padding=1, bias=False),
         )
-        self.down = nn.Conv3d(features, features, 3, stride=2, padding=1, bias=False)
+        self.down = Conv3d(features, features, 3, stride=2, padding=1, bias=False)
         blocks: list[nn.Module] = []
         for _ in range(resblocks):
             blocks += [PreActBlock(features), nn.LeakyReLU(0.2)]
         self.resblocks = nn.Sequential(*blocks)
         self.up = nn.ConvTranspose3d(features, features, 2, stride=2, bias=False)
-        last = nn.Conv3d(features, 3, 3, padding=1, bias=False)
+        last = Conv3d(features, 3, 3, padding=1, bias=False)
         nn.init.normal_(last.weight, std=1e-5)
         self.head = nn.Sequential(
-            nn.Conv3d(2 * features, features, 3, padding=1, bias=False), nn.LeakyReLU(0.2), last, nn.Softsign()
+            Conv3d(2 * features, features, 3, padding=1, bias=False), nn.LeakyReLU(0.2), last, nn.Softsign()
         )
 
     def forward(self, inputs: torch.Tensor, coarse_embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from torch import nn
 
+from llamareg.networks.conv import Conv3d
+
 NEGATIVE_SLOPE = 0.2
 
 
-def leaky_conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv3d:
+def leaky_conv(in_channels: int, out_channels: int, stride: int = 1) -> Conv3d:
     """conv3x3x3 with He initialisation for LeakyReLU(0.2), which keeps feature scales near one through
     the encoder (PyTorch's default shrinks them by ~3x per layer, slowing early training)."""
-    conv = nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1)
+    conv = Conv3d(in_channels, out_channels, 3, stride=stride, padding=1)
     nn.init.kaiming_normal_(conv.weight, a=NEGATIVE_SLOPE, nonlinearity="leaky_relu")
     nn.init.zeros_(conv.bias)
     return conv
@@ -37,10 +39,10 @@ class FlowHead(nn.Sequential):
     """conv(in -> 16) + LeakyReLU + conv(16 -> 3), the last initialised near zero so training starts at identity."""
 
     def __init__(self, in_channels: int, hidden_channels: int = 16) -> None:
-        output = nn.Conv3d(hidden_channels, 3, 3, padding=1)
+        output = Conv3d(hidden_channels, 3, 3, padding=1)
         nn.init.normal_(output.weight, std=1e-5)
         nn.init.zeros_(output.bias)
-        super().__init__(nn.Conv3d(in_channels, hidden_channels, 3, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE), output)
+        super().__init__(Conv3d(in_channels, hidden_channels, 3, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE), output)
 
 
 def upsample_conv(in_channels: int, out_channels: int) -> nn.ConvTranspose3d:

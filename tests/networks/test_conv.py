@@ -1,0 +1,77 @@
+"""The oneDNN-friendly convolution: same values and gradients as ``F.conv3d``, and no convolution of a
+model's training step left on PyTorch's reference kernel."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.profiler import profile
+
+from llamareg.config import load_config
+from llamareg.networks import conv as conv_module
+from llamareg.networks.conv import conv3d, takes_reference_kernel
+from llamareg.networks.llamareg import build_model
+from llamareg.training.objective import MultiScaleObjective
+
+
+@pytest.mark.parametrize("in_channels, stride, bias", [(8, 1, True), (5, 2, True), (1, 1, False), (16, 2, False)])
+def test_values_and_gradients_match_conv3d(in_channels, stride, bias):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, in_channels, 12, 10, 8, generator=generator, requires_grad=True)
+    weight = torch.randn(6, in_channels, 3, 3, 3, generator=generator, requires_grad=True)
+    b = torch.randn(6, generator=generator, requires_grad=True) if bias else None
+    assert takes_reference_kernel(x, weight, groups=1)
+    results = []
+    for function in (F.conv3d, conv3d):
+        out = function(x, weight, b, stride, 1)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), [x, weight] + ([b] if bias else []))
+        results.append((out, grads))
+    (reference, reference_grads), (fast, fast_grads) = results
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+    for g, g_ref in zip(fast_grads, reference_grads):
+        torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_only_what_pytorch_sends_to_its_reference_kernel_is_rewritten():
+    weight = torch.zeros(8, 8, 3, 3, 3)
+    assert takes_reference_kernel(torch.zeros(1, 8, 32, 32, 32), weight, 1)
+    assert not takes_reference_kernel(torch.zeros(2, 8, 32, 32, 32), weight, 1)  # batch > 1: oneDNN already
+    assert not takes_reference_kernel(torch.zeros(1, 8, 64, 64, 64), weight, 1)  # large: oneDNN already
+    assert not takes_reference_kernel(torch.zeros(1, 8, 32, 32, 32, dtype=torch.float64), weight.double(), 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not takes_reference_kernel(torch.zeros(1, 8, 32, 32, 32), weight, 1)
+
+
+def _step(model, objective, moving, fixed):
+    model.zero_grad(set_to_none=True)
+    loss = objective(moving, fixed, model(moving, fixed)["flows"])[0]
+    loss.backward()
+    return loss.item(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("preset, shape", [
+    ("cpu-default", (32, 32, 32)),
+    ("cpu-voxelmorph", (32, 32, 32)),
+    ("cpu-lapirn", (32, 32, 32)),
+    ("cpu-transmorph", (64, 64, 64)),
+])
+def test_a_training_step_keeps_its_loss_and_gradients_and_leaves_no_convolution_on_the_reference_kernel(monkeypatch, preset, shape):
+    config = load_config(preset, [f"data.shape=[{', '.join(map(str, shape))}]"])
+    torch.manual_seed(0)
+    model = build_model(config)
+    objective = MultiScaleObjective(config.train.similarity, config.train.reg_weight, config.train.scale_weights)
+    generator = torch.Generator().manual_seed(1)
+    moving, fixed = torch.rand(1, 1, *shape, generator=generator), torch.rand(1, 1, *shape, generator=generator)
+    with profile() as profiler:
+        loss, grads = _step(model, objective, moving, fixed)
+    kernels = {event.key for event in profiler.key_averages()}
+    assert "aten::slow_conv3d_forward" not in kernels and "aten::mkldnn_convolution" in kernels
+    monkeypatch.setattr(conv_module, "takes_reference_kernel", lambda *args: False)  # plain F.conv3d everywhere
+    reference_loss, reference_grads = _step(model, objective, moving, fixed)
+    assert loss == pytest.approx(reference_loss, rel=1e-5)
+    assert grads.keys() == reference_grads.keys()
+    # Float rounding differs with the order of the sums; float64 says which error is whose. The rewritten
+    # convolution's gradient is as close to the exact one as the plain one's (or within 1e-4 of its size).
+    exact_loss, exact = _step(model.double(), objective, moving.double(), fixed.double())
+    for name, g_exact in exact.items():
+        error, reference_error = (grads[name].double() - g_exact).norm(), (reference_grads[name].double() - g_exact).norm()
+        assert error <= max(2 * reference_error, 1e-4 * g_exact.norm()) + 1e-12, name
