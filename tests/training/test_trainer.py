@@ -86,14 +86,19 @@ def test_resuming_a_finished_run_refuses_a_changed_model(tiny_config):
 
 def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path, tiny_config):
     """SIGKILL once the first resume point between validations is on disk; ``--resume`` then loses at most
-    ``train.checkpoint_every`` iterations and ends with the uninterrupted run's weights."""
+    ``train.checkpoint_every`` iterations and ends with the uninterrupted run's weights. Every run is a
+    one-thread process, so that all three do the same arithmetic."""
     overrides = ("train.max_iters=16", "train.val_every=16", "train.checkpoint_every=4")
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def command(out: Path, *flags: str) -> list[str]:
+        config_file = tmp_path / f"{out.name}.yaml"
+        config_file.write_text(tiny_config(*overrides, out=out).to_yaml())
+        return [sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(config_file), *flags]
+
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    run(tiny_config(*overrides, out=straight))
-    config_file = tmp_path / "killed.yaml"
-    config_file.write_text(tiny_config(*overrides, out=killed).to_yaml())
-    command = [sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(config_file)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(command(straight), check=True, capture_output=True, env=environment)
+    process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
     last = killed / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 240
     while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
@@ -103,7 +108,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrup
     assert last.is_file(), "no resume point was written before validation"
     saved = read_checkpoint(last)["iteration"]
     assert saved % 4 == 0 and 4 <= saved < 16  # written between validations, every checkpoint_every iterations
-    run(tiny_config(*overrides, out=killed), resume=True)
+    subprocess.run(command(killed, "--resume"), check=True, capture_output=True, env=environment)
     a = read_checkpoint(straight / "checkpoints" / "last.pt")
     b = read_checkpoint(last)
     assert a["iteration"] == b["iteration"] == 16
