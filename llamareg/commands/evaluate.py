@@ -15,6 +15,8 @@ from llamareg.inference.pairs import PAIR_KEYS, check_pair, load_pair, read_pair
 from llamareg.inference.refine import DEFAULT_LR, check_options
 from llamareg.inference.registration import grid_of, register_pair, warp_to_fixed
 
+# What an earlier `evaluate` into the same folder left: replacing it takes --overwrite.
+EVALUATE_OUTPUTS = ("summary.json", "summary.md", "metrics_per_pair.csv", "metrics_per_label.csv")
 DESCRIPTION = "Evaluate a trained LLaMA-Reg checkpoint on a list of labelled pairs (paper metrics, tables, figures)."
 EPILOG = """\
 PAIRS.json is a JSON list of objects with the keys fixed, moving, fixed_labels and moving_labels
@@ -47,6 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "runs/cpu-default/checkpoints/best.pt (default: the pretrained model shipped with llamareg)")
     parser.add_argument("--pairs", required=True, help="JSON list of {fixed, moving, fixed_labels, moving_labels}")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs already in --out (without it they are an error)")
     parser.add_argument("--figure-pairs", type=_indices, default=[0], metavar="I,J", help="pairs to draw a Fig. 6 panel of (default 0)")
     parser.add_argument("--method", default="LLaMA-Reg", help="the method's row name in summary.md (default LLaMA-Reg)")
     parser.add_argument("--one-way", action="store_true",
@@ -66,7 +69,7 @@ def execute(args: argparse.Namespace) -> int:
     """Run ``llamareg evaluate``; inputs are checked first and the outputs written only at the end."""
     check_options(args.refine, args.refine_lr)
     spacing, shape = grid_options(args.spacing, args.shape)
-    out = check_out_folder(args.out)
+    out = check_out_folder(args.out, EVALUATE_OUTPUTS, args.overwrite)
     pairs = read_pair_list(args.pairs, required=PAIR_KEYS)
     unknown = [i for i in args.figure_pairs if i >= len(pairs)]
     if unknown:

@@ -14,6 +14,8 @@ from llamareg.inference.pairs import PairPaths, check_pair, load_pair, read_pair
 from llamareg.inference.refine import DEFAULT_LR, MAX_REFINE_VOXELS, check_options
 from llamareg.inference.registration import Registration, register_pair
 
+# What an earlier `register` into the same folder left: replacing it takes --overwrite.
+REGISTER_OUTPUTS = ("registration.json", "warped.nii.gz", "displacement.nii.gz", "pair_*")
 DESCRIPTION = "Register a moving NIfTI volume to a fixed one with a trained LLaMA-Reg checkpoint."
 EPILOG = f"""\
 Inputs may have any orientation, size and spacing: both images are brought onto the model grid, each
@@ -48,6 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="trained checkpoint (.pt) or exported model (.safetensors), e.g. "
                         "runs/cpu-default/checkpoints/best.pt (default: the pretrained model shipped with llamareg)")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs already in --out (without it they are an error)")
     parser.add_argument("--moving-labels", help="label map on the moving image's grid to warp (nearest neighbour)")
     parser.add_argument("--pairs", help="batch mode: a JSON list of {fixed, moving[, moving_labels]} (relative paths from its folder)")
     parser.add_argument("--one-way", action="store_true",
@@ -108,7 +111,7 @@ def execute(args: argparse.Namespace) -> int:
     """Run ``llamareg register``; every input is checked before the model loads or anything is written."""
     check_options(args.refine, args.refine_lr)
     spacing, shape = grid_options(args.spacing, args.shape)
-    out = check_out_folder(args.out)
+    out = check_out_folder(args.out, REGISTER_OUTPUTS, args.overwrite)
     pairs = _pairs_from_args(args)
     opened = [check_pair(pair) for pair in pairs]
     for pair, headers in zip(pairs, opened):

@@ -152,3 +152,17 @@ def test_train_rejects_a_bad_deepspeed_config_before_deepspeed_starts(capsys, tm
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith(f"error: --ds {ds}") and culprit in error[0]
     assert not out.exists()
+
+
+def test_register_refuses_to_replace_earlier_outputs_without_overwrite(capsys, checkpoints, images, tmp_path):
+    out = tmp_path / "out"
+    argv = ["register", "--checkpoint", str(checkpoints / "valid.pt"), str(images / "fixed.nii.gz"), str(images / "moving.nii.gz"),
+            "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    written = {path.name: path.read_bytes() for path in out.iterdir()}
+    capsys.readouterr()
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "already holds outputs" in error[0] and "--overwrite" in error[0]
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == written
+    assert main([*argv, "--overwrite"]) == 0
