@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from llamareg.atomic import write_json
@@ -10,11 +11,14 @@ from llamareg.inference.grid import grid_options
 from llamareg.inference.images import NiftiVolume
 from llamareg.inference.model_io import TrainedModel, load_trained_model
 from llamareg.inference.outputs import check_out_folder, displacement_image, nifti_like, save_nifti
-from llamareg.inference.pairs import PairPaths, check_pair, load_pair, read_pair_list
+from llamareg.inference.pairs import PairPaths, check_pair, load_pair, read_pair_list, world_box_overlap
 from llamareg.inference.refine import DEFAULT_LR, MAX_REFINE_VOXELS, check_options
 from llamareg.inference.registration import Registration, register_pair
 
 # What an earlier `register` into the same folder left: replacing it takes --overwrite.
+# Below this share of the fixed image's box covered by the moving image's, the images are probably not
+# aligned in world coordinates (a header or pre-alignment problem): register says so.
+LOW_OVERLAP = 0.5
 REGISTER_OUTPUTS = ("registration.json", "warped.nii.gz", "displacement.nii.gz", "pair_*")
 DESCRIPTION = "Register a moving NIfTI volume to a fixed one with a trained LLaMA-Reg checkpoint."
 EPILOG = f"""\
@@ -88,10 +92,11 @@ def write_registration(out: Path, registration: Registration, fixed: NiftiVolume
     write_json(out / "registration.json", record)
 
 
-def _record(pair: PairPaths, trained: TrainedModel, registration: Registration) -> dict:
+def _record(pair: PairPaths, trained: TrainedModel, registration: Registration, overlap: float) -> dict:
     refinement = registration.refinement
     return {
         "fixed": str(pair.fixed),
+        "world_box_overlap": overlap,
         "moving": str(pair.moving),
         "moving_labels": str(pair.moving_labels) if pair.moving_labels else None,
         "checkpoint": trained.reference,
@@ -114,14 +119,19 @@ def execute(args: argparse.Namespace) -> int:
     out = check_out_folder(args.out, REGISTER_OUTPUTS, args.overwrite)
     pairs = _pairs_from_args(args)
     opened = [check_pair(pair) for pair in pairs]
+    overlaps = []
     for pair, headers in zip(pairs, opened):
         load_pair(pair, headers)  # voxel checks (finite, non-constant, whole-number labels) up front
+        overlaps.append(world_box_overlap(headers))
+        if overlaps[-1] < LOW_OVERLAP:
+            print(f"warning: {pair.moving} covers only {100 * overlaps[-1]:.0f} % of {pair.fixed}'s field of view in world "
+                  "coordinates; if they are not aligned, align them first (e.g. an affine registration)", file=sys.stderr)
     trained = load_trained_model(args.checkpoint, llm=args.llm, device=args.device)
     for index, (pair, headers) in enumerate(zip(pairs, opened)):
         loaded = load_pair(pair, headers)
         registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, args.refine, args.refine_lr,
                                      spacing=spacing, shape=shape, symmetric=not args.one_way)
         folder = out / f"pair_{index:03d}" if args.pairs else out
-        write_registration(folder, registration, loaded.fixed, _record(pair, trained, registration), args.itk)
+        write_registration(folder, registration, loaded.fixed, _record(pair, trained, registration, overlaps[index]), args.itk)
         print(f"{pair.moving} -> {pair.fixed}: {registration.seconds:.2f} s, wrote {folder}")
     return 0

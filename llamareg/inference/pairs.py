@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel
+import numpy as np
 
+from llamareg.inference.grid import Grid, world_box
 from llamareg.inference.images import NiftiVolume, check_same_grid, open_volume, read_intensities, read_labels
 
 PAIR_KEYS = ("fixed", "moving", "fixed_labels", "moving_labels")
@@ -86,14 +88,26 @@ def check_pair(pair: PairPaths) -> dict[str, nibabel.spatialimages.SpatialImage]
         The opened headers by key, to read with :func:`load_pair`.
 
     Raises:
-        FileNotFoundError, ValueError: one line naming the bad file.
+        FileNotFoundError, ValueError: one line naming the bad file, or both images when their fields of
+            view do not overlap in world coordinates (the warped image would be constant).
     """
     opened = {key: open_volume(getattr(pair, key), ROLES[key]) for key in PAIR_KEYS if getattr(pair, key) is not None}
     for image_key in ("fixed", "moving"):
         labels_key = f"{image_key}_labels"
         if labels_key in opened:
             check_same_grid(opened[labels_key], getattr(pair, labels_key), opened[image_key], getattr(pair, image_key), ROLES[labels_key])
+    if world_box_overlap(opened) == 0:
+        raise ValueError(f"{pair.moving} and {pair.fixed} do not overlap in world coordinates (their affines place them apart); "
+                         "align the moving image to the fixed one first (e.g. an affine registration)")
     return opened
+
+
+def world_box_overlap(opened: dict[str, nibabel.spatialimages.SpatialImage]) -> float:
+    """The share of the fixed image's world bounding box that the moving image's box covers (0 to 1)."""
+    (fixed_low, fixed_high), (moving_low, moving_high) = (
+        world_box(Grid(tuple(opened[key].shape[:3]), np.asarray(opened[key].affine))) for key in ("fixed", "moving"))
+    shared = np.clip(np.minimum(fixed_high, moving_high) - np.maximum(fixed_low, moving_low), 0, None)
+    return float(np.prod(shared) / np.prod(fixed_high - fixed_low))
 
 
 def load_pair(pair: PairPaths, opened: dict[str, nibabel.spatialimages.SpatialImage]) -> LoadedPair:

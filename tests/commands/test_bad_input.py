@@ -6,6 +6,8 @@ tests break one at a time; tests/commands/test_checkpoints.py shows the valid on
 
 import json
 
+import nibabel
+import numpy as np
 import pytest
 
 from llamareg.cli import main
@@ -166,3 +168,22 @@ def test_register_refuses_to_replace_earlier_outputs_without_overwrite(capsys, c
     assert len(error) == 1 and "already holds outputs" in error[0] and "--overwrite" in error[0]
     assert {path.name: path.read_bytes() for path in out.iterdir()} == written
     assert main([*argv, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("shift_mm, outcome", [(1000.0, "error"), (24.0, "warning"), (0.0, "quiet")])
+def test_register_checks_that_the_images_overlap_in_world_coordinates(capsys, checkpoints, images, tmp_path, shift_mm, outcome):
+    moving = nibabel.load(images / "moving.nii.gz")
+    affine = moving.affine.copy()
+    affine[0, 3] += shift_mm  # the 40 mm wide box moved along x: 0, 40 % or 100 % of the fixed box covered
+    nibabel.save(nibabel.Nifti1Image(np.asarray(moving.dataobj), affine), tmp_path / "shifted.nii.gz")
+    out = tmp_path / "out"
+    code = main(["register", "--checkpoint", str(checkpoints / "valid.pt"), str(images / "fixed.nii.gz"), str(tmp_path / "shifted.nii.gz"),
+                 "--out", str(out), "--device", "cpu"])
+    error = capsys.readouterr().err
+    if outcome == "error":
+        assert code == 2 and "do not overlap in world coordinates" in error and not out.exists()
+        return
+    assert code == 0
+    overlap = json.loads((out / "registration.json").read_text())["world_box_overlap"]
+    assert overlap == pytest.approx(1.0 - shift_mm / 40.0)
+    assert ("covers only 40 %" in error) == (outcome == "warning")
