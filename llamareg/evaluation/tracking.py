@@ -45,8 +45,11 @@ def check_run(run_id: str, tracking_uri: str | None) -> None:
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    where = uri or "the default tracking URI (./mlruns)"
-    if uri and uri.startswith(SQLITE_PREFIX) and not Path(uri[len(SQLITE_PREFIX):]).is_file():
+    if not uri:  # MLflow's default would create a store in the working folder rather than find the run's
+        raise ValueError(f"--mlflow-run-id {run_id} needs the store that holds it: give --tracking-uri "
+                         "(e.g. sqlite:///runs/cpu-default/mlflow.db) or set MLFLOW_TRACKING_URI")
+    where = uri
+    if uri.startswith(SQLITE_PREFIX) and not Path(uri[len(SQLITE_PREFIX):]).is_file():
         raise ValueError(f"MLflow tracking store {uri} does not exist; check --tracking-uri or MLFLOW_TRACKING_URI")
     try:
         with _quiet():

@@ -136,6 +136,16 @@ def test_evaluate_rejects_an_unknown_mlflow_run_or_store(capsys, checkpoints, im
     assert not (tmp_path / "typo.db").exists()
 
 
+def test_evaluate_with_a_run_but_no_store_creates_none_in_the_working_folder(capsys, checkpoints, images, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    argv = ["evaluate", "--checkpoint", checkpoints / "valid.pt", "--pairs", _pairs(tmp_path, images), "--out", out,
+            "--mlflow-run-id", "0123456789abcdef"]
+    _assert_rejected(capsys, argv, out, "--mlflow-run-id 0123456789abcdef", "--tracking-uri")
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
 def test_evaluate_rejects_an_out_of_range_figure_pair(capsys, checkpoints, images, tmp_path):
     out = tmp_path / "out"
     argv = ["evaluate", "--checkpoint", checkpoints / "valid.pt", "--pairs", _pairs(tmp_path, images), "--out", out, "--figure-pairs", "4"]
