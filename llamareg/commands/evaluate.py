@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from llamareg.atomic import write_json
+from llamareg.atomic import check_out_folder, write_json
 from llamareg.evaluation.figures import dice_boxplot, pair_figure
 from llamareg.evaluation.metrics import pair_metrics
 from llamareg.evaluation.report import PairRecord, markdown_summary, per_label_csv, per_pair_csv, summarise, write_text
 from llamareg.inference.grid import grid_options
 from llamareg.inference.model_io import load_trained_model
-from llamareg.inference.outputs import check_out_folder
 from llamareg.inference.pairs import PAIR_KEYS, check_pair, load_pair, read_pair_list
 from llamareg.inference.refine import DEFAULT_LR, check_options
 from llamareg.inference.registration import grid_of, register_pair, warp_to_fixed

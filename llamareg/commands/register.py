@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from llamareg.atomic import write_json
+from llamareg.atomic import check_out_folder, write_json
 from llamareg.inference.grid import grid_options
 from llamareg.inference.images import NiftiVolume
 from llamareg.inference.model_io import TrainedModel, load_trained_model
-from llamareg.inference.outputs import check_out_folder, displacement_image, nifti_like, save_nifti
+from llamareg.inference.outputs import displacement_image, nifti_like, save_nifti
 from llamareg.inference.pairs import PairPaths, check_pair, load_pair, read_pair_list, world_box_overlap
 from llamareg.inference.refine import DEFAULT_LR, MAX_REFINE_VOXELS, check_options
 from llamareg.inference.registration import Registration, register_pair

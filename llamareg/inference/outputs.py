@@ -15,8 +15,6 @@ Displacement conventions:
 from __future__ import annotations
 
 import gzip
-import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel
@@ -26,30 +24,6 @@ from llamareg.atomic import atomic_output
 from llamareg.inference.images import NiftiVolume
 
 RAS_TO_LPS = np.array([-1.0, -1.0, 1.0], dtype=np.float32)
-
-
-def check_out_folder(path: str | Path, earlier_outputs: Sequence[str] = (), overwrite: bool = False) -> Path:
-    """Check that ``--out`` is a folder this process can write, or can become one (nothing is created
-    here), and that it holds none of ``earlier_outputs`` (glob patterns) unless ``overwrite``.
-
-    Raises:
-        ValueError: ``path`` or one of its parents is a file, the nearest existing folder is not
-            writable, or the folder holds earlier outputs (the message offers ``--overwrite``).
-    """
-    path = Path(path)
-    for folder in (path, *path.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise ValueError(f"--out {path}: {folder} is a file, not a folder; give a folder path")
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise ValueError(f"--out {path}: {folder} is not writable; give an --out where you can write")
-            break
-    if path.is_dir() and not overwrite:
-        earlier = sorted(str(found.name) for pattern in earlier_outputs for found in path.glob(pattern))
-        if earlier:
-            raise ValueError(f"--out {path} already holds outputs ({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}); "
-                             "give another --out or --overwrite to replace them")
-    return path
 
 
 def nifti_like(data: np.ndarray, reference: NiftiVolume) -> nibabel.Nifti1Image:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from llamareg.atomic import atomic_output, write_json
+from llamareg.atomic import atomic_output, check_out_folder, write_json
 from llamareg.config import Config
 from llamareg.data.factory import build_pair_datasets
 from llamareg.distributed.context import DistributedContext
@@ -131,15 +130,6 @@ def _finished(phase: Phase) -> dict[str, Any] | None:
     return metrics if metrics.get("iterations") == phase.iterations else None
 
 
-def check_output_folder(out: Path) -> None:
-    """ValueError naming ``--out`` unless it is a folder, or can be made one, that this process may write."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder; give a folder for the run")
-    existing = next(parent for parent in (out, *out.parents) if parent.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: {existing} is not a writable folder; give an --out where you can write")
-
-
 def existing_run(config: Config, phases: list[Phase]) -> Path | None:
     """A file that shows ``train.out`` holds an earlier run (its metrics or a checkpoint), or None."""
     candidates = [Path(config.train.out) / "metrics.json", Path(config.train.out) / "checkpoints"]
@@ -179,15 +169,16 @@ def run_schedule(
         raise FileNotFoundError(
             f"--resume: {phases[0].out / 'checkpoints'} holds no checkpoint to resume; start without --resume or point --out at an earlier run"
         )
-    check_output_folder(Path(config.train.out))
+    check_out_folder(config.train.out)
     earlier_run = existing_run(config, phases)
     if earlier_run is not None and not (resume or only_phase is not None or overwrite):
         raise ValueError(f"--out {config.train.out} already holds a run ({earlier_run}); continue it with --resume, "
                          "replace it with --overwrite, or give another --out")
-    if resume:
-        first_resume_point = phases[0].out / "checkpoints" / LAST_FILE
-        if first_resume_point.is_file():  # a finished run as well: overrides of its model or data are errors, not ignored
-            check_resume_config(read_checkpoint(first_resume_point)["config"], _phase_config(config, phases[0]), first_resume_point.parent)
+    first_resume_point = phases[0].out / "checkpoints" / LAST_FILE
+    if resume and _finished(phases[0]) is not None and first_resume_point.is_file():
+        # A finished first phase is not resumed, so its trainer does not check the config: changed model or
+        # data overrides would be ignored. (An unfinished one is checked when its trainer resumes it.)
+        check_resume_config(read_checkpoint(first_resume_point)["config"], _phase_config(config, phases[0]), first_resume_point.parent)
     check_llm_source(config)  # before the tracking run creates the output folder
     run = open_training_run(config.tracking, config.train.out, config.name, resume or only_phase is not None)
     try:
