@@ -1,14 +1,23 @@
-"""Training throughput of 1 rank vs 2 ranks under DeepSpeed ZeRO-2 on the CPU, for the same global batch.
+"""Training throughput of the plain trainer against DeepSpeed ZeRO-2 with 1 and 2 ranks on the CPU, for
+the same global batch.
 
-Both cases train the cpu-default preset (48x64x48, real SmolLM2 layer) through ``launch/train.py --ds``
-with a global batch of 2 pairs per iteration: one rank with batch 2 and 2 threads, or two ranks
-(launched by ``deepspeed --num_accelerators 2``) with batch 1 and 1 thread each, so both use the
-machine's cores. The figure is pairs per second of training (forward, loss, backward, ZeRO step,
-from ``train_seconds_per_iteration``), and the ratio of 2 ranks to 1. Results go to
+Every case trains the cpu-default preset (32^3 synthetic pairs, real SmolLM2 layer) through
+``launch/train.py`` with a global batch of 2 pairs per iteration, one after the other, in one run:
+
+* ``plain``: ``python launch/train.py`` (no DeepSpeed), batch 2, all cores;
+* ``deepspeed, 1 rank``: ``python launch/train.py --ds``, batch 2, all cores;
+* ``deepspeed, 2 ranks``: ``deepspeed --num_accelerators 2 launch/train.py --ds``, batch 1 per rank.
+
+``OMP_NUM_THREADS`` is left unset, as a user would: each rank takes its share of the cores by itself
+(:func:`llamareg.distributed.context.threads_per_rank`), and an fp16 DeepSpeed config trains in what
+``train.precision=auto`` picks on this CPU. The figure is pairs per second of training (forward, loss,
+backward, optimizer step, from ``train_seconds_per_iteration``). The ratios split the difference
+between the plain trainer and 2 ranks into DeepSpeed's own cost (1 rank vs plain) and what splitting the
+batch over ranks gains or loses (2 ranks vs 1 rank). Results go to
 ``benchmarks/results/distributed_throughput.md`` and ``.json``.
 
 Usage:
-    python benchmarks/distributed_throughput.py [--iters 20]
+    python benchmarks/distributed_throughput.py [--iters 40]
 """
 
 from __future__ import annotations
@@ -35,17 +44,20 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def measure(ranks: int, iterations: int, work: Path) -> dict:
-    """Train ``iterations`` with ``ranks`` ranks; returns seconds per iteration and pairs per second."""
-    ds = json.loads((ROOT / "ds_configs" / "zero2.json").read_text())
-    ds["train_micro_batch_size_per_gpu"] = "auto"  # the batch per rank differs between the two cases
-    ds_path = work / f"zero2-{ranks}.json"
-    ds_path.write_text(json.dumps(ds))
-    out = work / f"ranks{ranks}"
-    arguments = ["launch/train.py", "--ds", str(ds_path), "--max-iters", str(iterations), "--out", str(out),
-                 f"train.batch_size={GLOBAL_BATCH // ranks}", f"train.val_every={iterations}", "tracking.enabled=false"]
-    environment = {**os.environ, "OMP_NUM_THREADS": str(os.cpu_count() // ranks), "GLOO_SOCKET_IFNAME": "lo",
-                   "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions")}
+def measure(case: str, iterations: int, work: Path) -> dict:
+    """Train ``iterations`` in one case (``plain``, ``deepspeed-1``, ``deepspeed-2``); returns its figures."""
+    ranks = 2 if case == "deepspeed-2" else 1
+    out = work / case
+    arguments = ["launch/train.py", "--max-iters", str(iterations), "--out", str(out), f"train.batch_size={GLOBAL_BATCH // ranks}",
+                 f"train.val_every={iterations}", "train.checkpoint_every=0", "tracking.enabled=false"]
+    if case != "plain":
+        ds = json.loads((ROOT / "ds_configs" / "zero2.json").read_text())
+        ds["train_micro_batch_size_per_gpu"] = "auto"  # the batch per rank differs between the cases
+        ds_path = work / f"zero2-{case}.json"
+        ds_path.write_text(json.dumps(ds))
+        arguments[1:1] = ["--ds", str(ds_path)]
+    environment = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    environment.update({"GLOO_SOCKET_IFNAME": "lo", "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions")})
     if ranks == 1:
         command = [sys.executable, *arguments]
     else:
@@ -53,38 +65,45 @@ def measure(ranks: int, iterations: int, work: Path) -> dict:
         command = [str(launcher), "--num_accelerators", str(ranks), "--master_port", str(_free_port()), *arguments]
     process = subprocess.run(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if process.returncode != 0:
-        raise RuntimeError(f"{ranks}-rank run failed:\n" + "\n".join(process.stdout.splitlines()[-20:]))
+        raise RuntimeError(f"{case} run failed:\n" + "\n".join(process.stdout.splitlines()[-20:]))
     metrics = json.loads((out / "metrics.json").read_text())
     seconds = metrics["train_seconds_per_iteration"]
-    return {"ranks": ranks, "batch_per_rank": GLOBAL_BATCH // ranks, "threads_per_rank": int(environment["OMP_NUM_THREADS"]),
-            "seconds_per_iteration": seconds, "pairs_per_second": GLOBAL_BATCH / seconds, "precision": metrics["precision"]}
+    return {"case": case, "ranks": ranks, "batch_per_rank": GLOBAL_BATCH // ranks, "threads_per_rank": max(1, (os.cpu_count() or 1) // ranks),
+            "seconds_per_iteration": seconds, "pairs_per_second": GLOBAL_BATCH / seconds, "precision": metrics["precision"],
+            "memory_format": metrics.get("memory_format")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=20, help="training iterations per case (default 20)")
+    parser.add_argument("--iters", type=int, default=40, help="training iterations per case (default 40)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        cases = [measure(ranks, args.iters, Path(work)) for ranks in (1, 2)]
-    ratio = cases[1]["pairs_per_second"] / cases[0]["pairs_per_second"]
+        cases = {case: measure(case, args.iters, Path(work)) for case in ("plain", "deepspeed-1", "deepspeed-2")}
+    speed = {case: figures["pairs_per_second"] for case, figures in cases.items()}
+    ratios = {"deepspeed 2 ranks / plain": speed["deepspeed-2"] / speed["plain"],
+              "deepspeed 1 rank / plain (DeepSpeed's own cost)": speed["deepspeed-1"] / speed["plain"],
+              "deepspeed 2 ranks / 1 rank (splitting the batch)": speed["deepspeed-2"] / speed["deepspeed-1"]}
     result = {"date": str(date.today()), "machine": f"{platform.machine()}, {os.cpu_count()} cores", "iterations": args.iters,
-              "load_average_1min_at_end": os.getloadavg()[0],  # other work on the machine skews both cases
-              "global_batch": GLOBAL_BATCH, "cases": cases, "throughput_ratio_2_vs_1": ratio}
+              "load_average_1min_at_end": os.getloadavg()[0],  # other work on the machine skews the cases
+              "global_batch": GLOBAL_BATCH, "cases": list(cases.values()), "ratios": ratios}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "distributed_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = "\n".join(
-        f"| {c['ranks']} | {c['batch_per_rank']} | {c['threads_per_rank']} | {c['seconds_per_iteration']:.2f} | {c['pairs_per_second']:.3f} |"
-        for c in cases
+        f"| {c['case']} | {c['ranks']} | {c['batch_per_rank']} | {c['threads_per_rank']} | {c['precision']} | {c['seconds_per_iteration']:.3f} "
+        f"| {c['pairs_per_second']:.2f} |"
+        for c in cases.values()
     )
+    ratio_rows = "\n".join(f"| {name} | {value:.2f}x |" for name, value in ratios.items())
     (RESULTS / "distributed_throughput.md").write_text(
-        f"# DeepSpeed ZeRO-2 throughput, 1 vs 2 ranks (CPU)\n\n"
-        f"{result['date']}, {result['machine']}; cpu-default (48x64x48, SmolLM2 layer), global batch {GLOBAL_BATCH}, "
-        f"{args.iters} iterations, precision {cases[0]['precision']} (DeepSpeed has no fp16 on this CPU); "
-        f"load average {result['load_average_1min_at_end']:.1f} at the end.\n\n"
-        f"| ranks | batch per rank | threads per rank | s / iteration | pairs / s |\n|---|---|---|---|---|\n{rows}\n\n"
-        f"**2 ranks / 1 rank throughput: {ratio:.2f}x**\n"
+        f"# Training throughput: plain trainer vs DeepSpeed ZeRO-2, 1 and 2 ranks (CPU)\n\n"
+        f"{result['date']}, {result['machine']}; cpu-default (32^3 synthetic pairs, SmolLM2 layer), global batch {GLOBAL_BATCH}, "
+        f"{args.iters} iterations per case, run one after the other; `OMP_NUM_THREADS` unset (each rank takes cores / ranks "
+        f"threads); load average {result['load_average_1min_at_end']:.1f} at the end. Command: "
+        f"`python benchmarks/distributed_throughput.py --iters {args.iters}`.\n\n"
+        f"| case | ranks | batch per rank | threads per rank | precision | s / iteration | pairs / s |\n|---|---|---|---|---|---|---|\n{rows}\n\n"
+        f"| ratio of pairs per second | |\n|---|---|\n{ratio_rows}\n"
     )
-    print(f"2 ranks vs 1: {ratio:.2f}x throughput ({cases[1]['pairs_per_second']:.3f} vs {cases[0]['pairs_per_second']:.3f} pairs/s)")
+    print("\n".join(f"{name}: {value:.2f}x" for name, value in ratios.items()))
 
 
 if __name__ == "__main__":

@@ -255,6 +255,17 @@ def write_results(out: Path, stem: str, result: dict, records: dict[str, list[di
     print(report)
 
 
+def run_context(argv: Sequence[str] | None) -> dict[str, object]:
+    """What every results file says about its run: the command, machine, torch, threads and time."""
+    return {
+        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
 def run_rows(jobs: dict[str, tuple[str, Callable[[], list[dict]]]]) -> tuple[dict[str, dict], dict[str, list[dict]]]:
     rows, records = {}, {}
     for name, (label, job) in jobs.items():
@@ -334,12 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "parcels. Synthetic deformations of a template that no model here trained or validated on; not inter-subject "
             "registration. No checkpoint was chosen on these pairs."
         ),
-        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **run_context(argv),
         "ants_threads": os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "ITK default (all cores)"),
-        "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "checkpoints": {name: str(model.reference if hasattr(model, "reference") else model.path) for name, model in models.items()},
         "rows": rows,
         "comparisons": comparisons,

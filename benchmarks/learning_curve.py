@@ -21,17 +21,14 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from generalization import comparison, load_pairs, score_ants, score_identity, score_model, summarise_row, write_results
+from generalization import comparison, load_pairs, run_context, score_ants, score_identity, score_model, summarise_row, write_results
 from llamareg.commands.train import run as train
 from llamareg.config import load_config
 from llamareg.data.devtest import write_devtest
@@ -121,11 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "validation included, LLM loading and dev-test scoring excluded."
         ),
         "config": args.config,
-        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **run_context(argv),
         "verdict": "go" if beats else "no-go",
         "verdict_reason": (f"after {last['iterations']} iterations ({last['minutes']:.1f} min) the model "
                            f"{'beats' if beats else 'does not beat'} identity: {last['minus_identity']['mean']:+.4f} "

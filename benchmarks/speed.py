@@ -3,20 +3,31 @@ optionally against an earlier commit of llamareg, side by side.
 
 One step is the trainer's: the model built by the factory, called on one pair, the image objective
 (similarity + diffusion over the flows' scales) and backward. Each variant runs in a worker process
-of its own (``speed_worker.py``), so that its peak resident memory is its own; rounds interleave the
-workers (A, B, C, A, B, C, ...) so that drifts of the machine's load hit all of them alike. The figure
-is the median step time, ratios are against the first row of the same run. The profile counts the 3D
-convolutions by kernel: ``slow_conv3d`` is PyTorch's reference kernel, ``mkldnn`` is oneDNN.
+of its own (``speed_worker.py``), so that its peak resident memory is its own; within a group, rounds
+interleave the workers (A, B, C, A, B, C, ...) so that drifts of the machine's load hit all of them
+alike. The figure is the median step time; ratios are against the group's first row. The profile
+counts the 3D convolutions by kernel (``slow_conv3d`` is PyTorch's reference kernel, ``mkldnn``
+oneDNN) and the step's time in copies.
 
-Variants of ``--config`` (default ``cpu-default``): fp32 contiguous, fp32 channels-last-3d, and bf16
-autocast (what ``train.precision=auto`` picks on CPUs with bf16 units). With ``--baseline COMMIT``
-(for example 5559755) the rows are instead that commit's ``cpu-default`` (checked out in a temporary
-git worktree; fp32, its ``auto`` on the CPU) and this checkout's ``cpu-template``, which has the same
-model and objective (48x64x48, positional embedding, MSE, lambda 0.02, SmolLM2 layer called twice), in
-fp32 and with ``train.precision=auto``.
+Groups:
+
+* ``--config`` (default ``cpu-default``) at its own shape: fp32 and bf16 autocast (what
+  ``train.precision=auto`` picks on CPUs with bf16 units), each in the contiguous and the
+  channels-last layout (``model.memory_format``; ``--layout`` keeps one).
+* ``paper-knee-3090`` at each of ``--paper-shapes`` (default 96x112x96) with a LLaMA-2-7B-shaped layer
+  of random weights held in fp32 (``random:llama-2-7b``): fp32 in both layouts, and
+  ``train.precision=auto`` channels-last (with the frozen layer stored in bf16 where ``auto`` is
+  bf16); ``--paper-rounds`` rounds (default 3). Four 96x112x96 workers take about 16 GiB of memory;
+  160x160x96 needs about 2.3x that.
+
+With ``--baseline COMMIT`` (for example 5559755; checked out in a temporary git worktree) each group
+starts with that commit's row in fp32 (contiguous, its only layout): its ``cpu-default``, against
+which this checkout times ``cpu-template``, the same model and objective (48x64x48, positional
+embedding, MSE, lambda 0.02, SmolLM2 layer called twice); and its ``paper-knee-3090``.
 
 Usage:
-    python benchmarks/speed.py [--config cpu-default] [--rounds 10] [--baseline 5559755] [--out benchmarks/results]
+    python benchmarks/speed.py [--config cpu-default] [--rounds 10] [--paper-shapes 96x112x96,160x160x96]
+        [--layout contiguous|channels_last] [--baseline 5559755] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -44,6 +55,10 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "speed_worker.py"
 
 
+PAPER_OVERRIDES = ("llm.source=random:llama-2-7b", "llm.dtype=float32")
+COPY_KERNELS = ("aten::copy_", "aten::cat")
+
+
 @dataclass(frozen=True)
 class Variant:
     label: str
@@ -51,6 +66,14 @@ class Variant:
     preset: str
     precision: str  # fp32 or bf16
     layout: str = "contiguous"
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    title: str
+    rounds: int
+    variants: list[Variant]
 
 
 class Worker:
@@ -58,8 +81,8 @@ class Worker:
 
     def __init__(self, variant: Variant) -> None:
         environment = {**os.environ, "PYTHONPATH": str(variant.root)}
-        self.process = subprocess.Popen([sys.executable, str(WORKER), variant.preset, variant.precision, variant.layout],
-                                        cwd=variant.root, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, str(WORKER), variant.preset, variant.precision, variant.layout, *variant.overrides]
+        self.process = subprocess.Popen(command, cwd=variant.root, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.ready = self._read()
 
     def _read(self) -> dict:
@@ -78,17 +101,59 @@ class Worker:
         self.process.wait()
 
 
-def variants_for(args: argparse.Namespace, scratch: Path) -> list[Variant]:
+def parse_shape(text: str) -> tuple[int, int, int]:
+    sizes = text.lower().split("x")
+    if len(sizes) != 3 or not all(size.isdigit() and int(size) > 0 and int(size) % 16 == 0 for size in sizes):
+        raise SystemExit(f"--paper-shapes: '{text}' is not DxHxW with sizes divisible by 16, e.g. 96x112x96")
+    return tuple(int(size) for size in sizes)
+
+
+def groups_for(args: argparse.Namespace, baseline: Path | None) -> list[Group]:
     auto = Precision.resolve("auto", torch.device("cpu")).name
-    if not args.baseline:
-        return [Variant(f"{args.config} fp32", ROOT, args.config, "fp32"),
-                Variant(f"{args.config} fp32 channels-last-3d", ROOT, args.config, "fp32", "channels_last"),
-                Variant(f"{args.config} bf16 autocast", ROOT, args.config, "bf16")]
-    worktree = scratch / "baseline"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.baseline], check=True, capture_output=True)
-    return [Variant(f"{args.baseline} cpu-default (fp32)", worktree, "cpu-default", "fp32"),
-            Variant("this checkout, cpu-template, fp32", ROOT, "cpu-template", "fp32"),
-            Variant(f"this checkout, cpu-template, train.precision=auto ({auto})", ROOT, "cpu-template", auto)]
+    layouts = [args.layout] if args.layout else ["contiguous", "channels_last"]
+    preset = "cpu-template" if baseline else args.config
+    variants = [Variant(f"{preset} {precision} {layout}", ROOT, preset, precision, layout)
+                for precision in ("fp32", "bf16") for layout in layouts]
+    if baseline:
+        variants.insert(0, Variant(f"{args.baseline} cpu-default fp32", baseline, "cpu-default", "fp32"))
+    groups = [Group(f"{preset} at its shape" + (f" (against {args.baseline} cpu-default)" if baseline else ""), args.rounds, variants)]
+    for shape in args.paper_shapes:
+        overrides = (f"data.shape=[{', '.join(map(str, shape))}]", *PAPER_OVERRIDES)
+        size = "x".join(map(str, shape))
+        variants = [Variant(f"paper-knee-3090 {size} fp32 {layout}", ROOT, "paper-knee-3090", "fp32", layout, overrides) for layout in layouts]
+        # Under bf16 autocast the frozen layer is stored in bf16 (llm.dtype), as a user would: autocast would
+        # otherwise cast its fp32 weights anew at every call (it caches casts of trainable weights only).
+        auto_overrides = (*overrides, "llm.dtype=bfloat16") if auto == "bf16" else overrides
+        auto_label = f"train.precision=auto ({auto}{', llm.dtype=bfloat16' if auto == 'bf16' else ''})"
+        variants.append(Variant(f"paper-knee-3090 {size} {auto_label} {layouts[-1]}", ROOT, "paper-knee-3090", auto, layouts[-1], auto_overrides))
+        if baseline:
+            variants.insert(0, Variant(f"{args.baseline} paper-knee-3090 {size} fp32", baseline, "paper-knee-3090", "fp32", "contiguous", overrides))
+        groups.append(Group(f"paper-knee-3090 at {size}, LLaMA-2-7B-shaped layer", args.paper_rounds, variants))
+    return groups
+
+
+def time_group(group: Group) -> list[dict]:
+    """Interleaved rounds of the group's workers, then one profiled step and the peak memory of each."""
+    workers = [Worker(variant) for variant in group.variants]
+    try:
+        times: list[list[float]] = [[] for _ in workers]
+        for _ in range(group.rounds):
+            for index, worker in enumerate(workers):
+                times[index].append(worker.ask("step")["seconds"])
+        profiles = [worker.ask("profile") for worker in workers]
+        memory = [worker.ask("memory")["peak_rss_mib"] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.close()
+    reference = statistics.median(times[0])
+    rows = []
+    for variant, worker, seconds, kernel_profile, peak in zip(group.variants, workers, times, profiles, memory):
+        median = statistics.median(seconds)
+        rows.append({"label": variant.label, "preset": variant.preset, "precision": variant.precision, "layout": variant.layout,
+                     "overrides": list(variant.overrides), "median_seconds": median, "seconds": seconds, "speedup": reference / median,
+                     "loss": worker.ready["loss"], "profile": kernel_profile, "peak_rss_mib": peak})
+        print(f"{variant.label}: {median:.3f} s per step ({reference / median:.2f}x)", flush=True)
+    return rows
 
 
 def render(result: dict) -> str:
@@ -100,59 +165,53 @@ def render(result: dict) -> str:
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']}; bf16 units: {result['bf16_units']}; torch {result['torch']}, {result['threads']} threads per worker; "
         f"written {result['written']}; `train.precision=auto` resolves to **{result['auto']}** on this CPU.",
-        "",
-        "| variant | median s per step | speed-up vs first row | loss | peak RSS MiB | forward convs on slow_conv3d / oneDNN | share of the step in slow_conv3d forward |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for row in result["variants"]:
-        kernels = row["profile"]["kernels"]
-        slow = kernels.get("aten::slow_conv3d_forward", {})
-        fast = kernels.get("aten::mkldnn_convolution", {}).get("calls", 0)
-        share = slow.get("self_ms", 0.0) / row["profile"]["total_ms"]
-        lines.append(f"| {row['label']} | {row['median_seconds']:.3f} | {row['speedup']:.2f}x | {row['loss']:.6f} | "
-                     f"{row['peak_rss_mib']:.0f} | {slow.get('calls', 0)} / {fast} | {100 * share:.0f} % |")
-    lines += ["", "Profile of one step, convolution kernels (self CPU ms):", ""]
-    for row in result["variants"]:
-        kernels = ", ".join(f"{k.removeprefix('aten::')} {v['calls']} calls {v['self_ms']:.0f} ms" for k, v in row["profile"]["kernels"].items())
-        lines.append(f"* {row['label']} ({row['profile']['total_ms']:.0f} ms in all): {kernels}")
+    for group in result["groups"]:
+        lines += ["", f"## {group['title']} ({group['rounds']} rounds)", "",
+                  "| variant | median s per step | speed-up vs first row | loss | peak RSS MiB | forward convs on slow_conv3d / oneDNN "
+                  "| share of the step in slow_conv3d forward | share in copies (copy_, cat) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for row in group["rows"]:
+            kernels, total = row["profile"]["kernels"], row["profile"]["total_ms"]
+            slow = kernels.get("aten::slow_conv3d_forward", {})
+            fast = kernels.get("aten::mkldnn_convolution", {}).get("calls", 0)
+            copies = sum(kernels.get(name, {}).get("self_ms", 0.0) for name in COPY_KERNELS)
+            lines.append(f"| {row['label']} | {row['median_seconds']:.3f} | {row['speedup']:.2f}x | {row['loss']:.6f} | "
+                         f"{row['peak_rss_mib']:.0f} | {slow.get('calls', 0)} / {fast} | {100 * slow.get('self_ms', 0.0) / total:.0f} % | "
+                         f"{100 * copies / total:.0f} % |")
+        lines += ["", "Profile of one step (self CPU ms):", ""]
+        for row in group["rows"]:
+            kernels = ", ".join(f"{k.removeprefix('aten::')} {v['calls']} calls {v['self_ms']:.0f} ms" for k, v in row["profile"]["kernels"].items())
+            lines.append(f"* {row['label']} ({row['profile']['total_ms']:.0f} ms in all): {kernels}")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="cpu-default", help="preset whose model, shape and objective are timed (without --baseline)")
-    parser.add_argument("--baseline", metavar="COMMIT", help="time that commit's cpu-default against this checkout's cpu-template")
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
+    parser.add_argument("--config", default="cpu-default", help="preset of the first group (without --baseline)")
+    parser.add_argument("--baseline", metavar="COMMIT", help="start each group with that commit's row")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds of the first group (default 10)")
+    parser.add_argument("--paper-shapes", type=lambda text: [parse_shape(t) for t in text.split(",") if t], default=[(96, 112, 96)],
+                        help="shapes of the paper-preset groups, comma-separated; '' for none (default 96x112x96)")
+    parser.add_argument("--paper-rounds", type=int, default=3, help="interleaved rounds of each paper-preset group (default 3)")
+    parser.add_argument("--layout", choices=("contiguous", "channels_last"), help="time only this layout (default both)")
     parser.add_argument("--out", default="benchmarks/results", help="results folder (speed.md and .json, or speed_vs_<commit>.*)")
     args = parser.parse_args(argv)
-    if args.rounds < 3:
-        raise SystemExit("--rounds must be >= 3")
+    if args.rounds < 3 or args.paper_rounds < 1:
+        raise SystemExit("--rounds must be >= 3 and --paper-rounds >= 1")
     with tempfile.TemporaryDirectory(prefix="llamareg-speed-") as scratch:
-        variants = variants_for(args, Path(scratch))
+        baseline = None
+        if args.baseline:
+            baseline = Path(scratch) / "baseline"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline], check=True, capture_output=True)
         try:
-            workers = [Worker(variant) for variant in variants]
-            times: list[list[float]] = [[] for _ in variants]
-            for _ in range(args.rounds):
-                for index, worker in enumerate(workers):
-                    times[index].append(worker.ask("step")["seconds"])
-            profiles = [worker.ask("profile") for worker in workers]
-            memory = [worker.ask("memory")["peak_rss_mib"] for worker in workers]
-            for worker in workers:
-                worker.close()
+            groups = [{"title": group.title, "rounds": group.rounds, "rows": time_group(group)} for group in groups_for(args, baseline)]
         finally:
-            if args.baseline:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(scratch) / "baseline")], capture_output=True)
-    reference = statistics.median(times[0])
-    rows = []
-    for variant, worker, seconds, kernel_profile, peak in zip(variants, workers, times, profiles, memory):
-        median = statistics.median(seconds)
-        rows.append({"label": variant.label, "preset": variant.preset, "precision": variant.precision, "layout": variant.layout,
-                     "median_seconds": median, "seconds": seconds, "speedup": reference / median, "loss": worker.ready["loss"],
-                     "profile": kernel_profile, "peak_rss_mib": peak})
-        print(f"{variant.label}: {median:.3f} s per step ({reference / median:.2f}x)", flush=True)
+            if baseline:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], capture_output=True)
     result = {
-        "what": (f"One training step (model from the factory, one pair of random volumes, the image objective, backward), "
-                 f"{args.rounds} interleaved rounds after a warm-up, each variant in its own process; losses are of the same "
+        "what": ("One training step (model from the factory, one pair of random volumes, the image objective, backward), "
+                 "interleaved rounds after a warm-up, each variant in its own process; within a group, losses are of the same "
                  "pair and initial weights."),
         "baseline": args.baseline,
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
@@ -162,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "torch": torch.__version__,
         "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())),
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "variants": rows,
+        "groups": groups,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

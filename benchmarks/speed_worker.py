@@ -10,12 +10,16 @@ It uses only the API every llamareg commit has had (``load_config``, ``build_mod
 ``MultiScaleObjective(similarity, reg_weight, scale_weights)``), so the same step can be timed on an
 older commit side by side.
 
-Usage (by speed.py): python speed_worker.py PRESET {fp32,bf16} {contiguous,channels_last}
+The memory layout is this checkout's ``model.memory_format``; a commit from before that key has
+contiguous convolutions only.
+
+Usage (by speed.py): python speed_worker.py PRESET {fp32,bf16} {contiguous,channels_last} [KEY=VALUE ...]
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import resource
 import sys
@@ -23,24 +27,26 @@ import time
 
 import torch
 
-CONV_KERNELS = ("aten::slow_conv3d_forward", "aten::mkldnn_convolution", "aten::convolution_backward", "aten::slow_conv_transpose3d")
+CONV_KERNELS = ("aten::slow_conv3d_forward", "aten::mkldnn_convolution", "aten::convolution_backward", "aten::slow_conv_transpose3d",
+                "aten::copy_", "aten::cat", "aten::mm")
 
 
-def build(preset: str, precision: str, layout: str):
-    from llamareg.config import load_config
+def build(preset: str, precision: str, layout: str, overrides: list[str]):
+    from llamareg.config import ModelConfig, load_config
     from llamareg.networks.llamareg import build_model
     from llamareg.training.objective import MultiScaleObjective
 
-    config = load_config(preset, ["train.device=cpu"])
+    if any(field.name == "memory_format" for field in dataclasses.fields(ModelConfig)):
+        overrides = [*overrides, f"model.memory_format={layout}"]
+    elif layout != "contiguous":
+        raise SystemExit(f"this commit has no model.memory_format: only the contiguous layout, not {layout}")
+    config = load_config(preset, ["train.device=cpu", *overrides])
     torch.manual_seed(0)
     model = build_model(config)
     objective = MultiScaleObjective(config.train.similarity, config.train.reg_weight, config.train.scale_weights)
     generator = torch.Generator().manual_seed(1)
     shape = tuple(config.data.shape)
     moving, fixed = torch.rand(1, 1, *shape, generator=generator), torch.rand(1, 1, *shape, generator=generator)
-    if layout == "channels_last":
-        model = model.to(memory_format=torch.channels_last_3d)
-        moving, fixed = (x.contiguous(memory_format=torch.channels_last_3d) for x in (moving, fixed))
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
 
     def step() -> float:
@@ -67,7 +73,7 @@ def profile(step) -> dict:
 
 def main() -> int:
     preset, precision, layout = sys.argv[1:4]
-    step = build(preset, precision, layout)
+    step = build(preset, precision, layout, sys.argv[4:])
     loss = step()  # warm-up
     print(json.dumps({"ready": True, "loss": loss}), flush=True)
     for line in sys.stdin:

@@ -93,6 +93,9 @@ class ModelConfig:
         vit_heads: ViT attention heads (paper ablation: 4).
         vit_depth: ViT blocks (paper ablation: 2).
         steps: Cascaded decoding steps (paper: 3); see ``train.schedule``.
+        memory_format: Layout of the 3D convolutions: ``auto`` (channels-last on the CPU and under
+            fp16/bf16 on CUDA, contiguous for fp32 on CUDA), ``channels_last`` or ``contiguous``; same
+            results, different speed (:mod:`llamareg.networks.memory_format`). Applies to baselines too.
     """
 
     architecture: str = "llamareg"
@@ -110,6 +113,7 @@ class ModelConfig:
     vit_heads: int = 4
     vit_depth: int = 2
     steps: int = 1
+    memory_format: str = "auto"
 
 
 @dataclass
@@ -174,6 +178,9 @@ class TrainConfig:
     Attributes:
         out: Output folder (metrics.json, checkpoints/).
         max_iters: Training iterations.
+        max_minutes: Also stop, validate and checkpoint at the first iteration past this many minutes
+            of training wall time (validation included, a resumed run's earlier time too; each phase of
+            a schedule on its own); 0 for no limit. ``metrics.json`` says which limit stopped the run.
         batch_size: Pairs per iteration and rank (paper: 1).
         grad_accumulation: Batches whose gradients add up to one optimizer step (one iteration).
         lr: Adam learning rate (paper: 1e-4).
@@ -205,6 +212,7 @@ class TrainConfig:
 
     out: str = "runs/default"
     max_iters: int = 600
+    max_minutes: float = 0.0
     batch_size: int = 1
     grad_accumulation: int = 1
     lr: float = 1e-4
@@ -436,6 +444,8 @@ def validate(config: Config) -> None:
         raise ValueError(f"data.shuffle_buffer must be >= 2 (a pair needs two volumes), got {config.data.shuffle_buffer}")
     if config.model.flow_combination not in ("compose", "add"):
         raise ValueError(f"model.flow_combination must be 'compose' or 'add', got '{config.model.flow_combination}'")
+    if config.model.memory_format not in ("auto", "contiguous", "channels_last"):
+        raise ValueError(f"model.memory_format must be auto, contiguous or channels_last, got '{config.model.memory_format}'")
     if config.model.token_block not in ("llm", "vit"):
         raise ValueError(f"model.token_block must be 'llm' or 'vit', got '{config.model.token_block}'")
     if config.train.schedule not in ("step-by-step", "joint", "lapirn"):
@@ -454,6 +464,8 @@ def validate(config: Config) -> None:
     for key in ("max_iters", "batch_size", "grad_accumulation", "val_every", "log_every"):
         if getattr(config.train, key) < 1:
             raise ValueError(f"train.{key} must be >= 1, got {getattr(config.train, key)}")
+    if not (math.isfinite(config.train.max_minutes) and config.train.max_minutes >= 0):
+        raise ValueError(f"train.max_minutes must be >= 0 (0: no limit), got {config.train.max_minutes}")
     if not (math.isfinite(config.train.lr) and config.train.lr > 0):
         raise ValueError(f"train.lr must be a positive learning rate, got {config.train.lr}")
     for key in ("label_weight", "flow_weight", "checkpoint_every", "reg_weight"):

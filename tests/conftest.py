@@ -51,6 +51,12 @@ TINY_RUN = [
 
 
 @pytest.fixture
+def tiny_overrides():
+    """The overrides of :func:`tiny_config`, for runs through the command line."""
+    return list(TINY_RUN)
+
+
+@pytest.fixture
 def tiny_config(tmp_path):
     """``tiny_config(*overrides, out=None)``: cpu-default shrunk to seconds per run, writing to ``out`` (tmp_path)."""
 

@@ -35,3 +35,20 @@ def test_missing_llm_path_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: LLM source")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_fake_gguf_and_a_bert_folder_are_one_line_errors_before_anything_is_written(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"this is not a gguf file" * 10)
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert", "hidden_size": 768, "intermediate_size": 3072, '
+                                      '"num_attention_heads": 12, "num_hidden_layers": 12}')
+    for source, message in ((fake, f"error: {fake}: not a readable GGUF file"),
+                            (bert, f"error: {bert / 'config.json'}: model_type is 'bert'; only LLaMA-architecture checkpoints")):
+        out = tmp_path / f"run-{source.name}"
+        result = train_cli("--llm", str(source), "--out", str(out), "--max-iters", "2")
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), lines
+        assert not out.exists()  # no run folder, hence no MLflow store or run either

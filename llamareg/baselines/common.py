@@ -19,6 +19,7 @@ from torch import nn
 
 from llamareg.networks.bookkeeping import ParameterBookkeeping
 from llamareg.networks.conv import Conv3d
+from llamareg.networks.memory_format import cat_channels, to_memory_format
 from llamareg.spatial.functional import resize_flow, warp
 
 
@@ -105,17 +106,20 @@ class RegistrationNetwork(ParameterBookkeeping):
     :class:`ParameterBookkeeping`).
 
     Subclasses set ``stride`` (every input side must be divisible by it) and call
-    :meth:`_check_pair` and :meth:`_outputs` in ``forward``.
+    :meth:`_checked_pair` and :meth:`_outputs` in ``forward``.
     """
 
     stride: int = 1
+    memory_format: str = "contiguous"  # set by llamareg.networks.memory_format.set_memory_format
 
-    def _check_pair(self, moving: torch.Tensor, fixed: torch.Tensor) -> None:
+    def _checked_pair(self, moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair, checked, in the network's memory format."""
         if moving.shape != fixed.shape or moving.dim() != 5 or moving.shape[1] != 1:
             raise ValueError(
                 f"moving and fixed must both be (B, 1, D, H, W) of one shape, got {tuple(moving.shape)} and {tuple(fixed.shape)}"
             )
         check_shape(tuple(moving.shape[2:]), self.stride, f"{type(self).__name__} input shape")
+        return to_memory_format(moving, self.memory_format), to_memory_format(fixed, self.memory_format)
 
     def _outputs(self, moving: torch.Tensor, flows: list[torch.Tensor]) -> dict[str, object]:
         full = flows[-1]
@@ -153,7 +157,7 @@ class DecoderBlock(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode="trilinear", align_corners=False)
         if skip is not None:
-            x = torch.cat([x, skip], dim=1)
+            x = cat_channels([x, skip])
         return self.conv2(self.conv1(x))
 
 

@@ -10,6 +10,7 @@ from torch import nn
 from llamareg.baselines.common import RegistrationNetwork, check_positive_int, check_shape
 from llamareg.networks.conv import Conv3d
 from llamareg.networks.flow_fields import FlowFieldRules
+from llamareg.networks.memory_format import cat_channels
 from llamareg.spatial.functional import warp
 from llamareg.spatial.pyramid import image_pyramid
 
@@ -74,7 +75,7 @@ class LapIRNLevel(nn.Module):
         if coarse_embedding is not None:
             embedding = embedding + coarse_embedding
         embedding = self.up(self.resblocks(embedding))
-        return self.head(torch.cat([embedding, features], dim=1)) * self.range_flow, embedding
+        return self.head(cat_channels([embedding, features])) * self.range_flow, embedding
 
 
 def _unit_scale(size: Sequence[int], reference: torch.Tensor) -> torch.Tensor:
@@ -171,7 +172,7 @@ class LapIRN(RegistrationNetwork):
             moving image warped at full resolution by the finest field (upsampled if it is coarser);
             ``full_flow``: that full-resolution field.
         """
-        self._check_pair(moving, fixed)
+        moving, fixed = self._checked_pair(moving, fixed)
         moving_pyramid, fixed_pyramid = image_pyramid(moving, LEVELS), image_pyramid(fixed, LEVELS)
         grad_wanted = torch.is_grad_enabled()
         upstream_trains = False
@@ -185,11 +186,11 @@ class LapIRN(RegistrationNetwork):
                 size = level_moving.shape[2:]
                 scale = _unit_scale(size, level_moving)
                 if field is None:
-                    inputs = torch.cat([level_moving, level_fixed], dim=1)
+                    inputs = cat_channels([level_moving, level_fixed])
                     upsampled = None
                 else:
                     upsampled = self.rules.upsample(field, size)
-                    inputs = torch.cat([warp(level_moving, upsampled), level_fixed, upsampled / scale], dim=1)
+                    inputs = cat_channels([warp(level_moving, upsampled), level_fixed, upsampled / scale])
                 residual, embedding = level(inputs, embedding)
                 residual = residual * scale
                 field = residual if upsampled is None else self.rules.combine(upsampled, residual)

@@ -19,6 +19,7 @@ from llamareg.baselines.common import (
     half_resolution,
 )
 from llamareg.baselines.swin import CrossAttentionStage, SwinEncoder, check_window
+from llamareg.networks.memory_format import cat_channels
 
 
 class TransMatch(RegistrationNetwork):
@@ -117,15 +118,15 @@ class TransMatch(RegistrationNetwork):
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict[str, object]:
         """Register ``moving`` to ``fixed`` (both ``(B, 1, D, H, W)``); ``flows`` holds the full-resolution field."""
-        self._check_pair(moving, fixed)
+        moving, fixed = self._checked_pair(moving, fixed)
         moving_features = self.moving_encoder(moving)
         fixed_features = self.fixed_encoder(fixed)
         moving_matched = [cross(m, f) for cross, m, f in zip(self.cross, moving_features, fixed_features)]
         fixed_matched = [cross(f, m) for cross, m, f in zip(self.cross[:-1], moving_features, fixed_features)]
         x = moving_matched[-1]
         for block, m, f in zip(self.up, reversed(moving_matched[:-1]), reversed(fixed_matched)):
-            x = block(x, torch.cat([m, f], dim=1))
-        pair = torch.cat([moving, fixed], dim=1)
+            x = block(x, cat_channels([m, f]))
+        pair = cat_channels([moving, fixed])
         x = self.up_half(x, self.skip_half(half_resolution(pair)))
         x = F.interpolate(x, scale_factor=2, mode="trilinear", align_corners=False)
         return self._outputs(moving, [self.reg_head(x)])

@@ -17,6 +17,7 @@ from llamareg.baselines.common import (
     half_resolution,
 )
 from llamareg.baselines.swin import SwinEncoder, check_window
+from llamareg.networks.memory_format import cat_channels
 
 
 class TransMorph(RegistrationNetwork):
@@ -92,8 +93,8 @@ class TransMorph(RegistrationNetwork):
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict[str, object]:
         """Register ``moving`` to ``fixed`` (both ``(B, 1, D, H, W)``); ``flows`` holds the full-resolution field."""
-        self._check_pair(moving, fixed)
-        pair = torch.cat([moving, fixed], dim=1)
+        moving, fixed = self._checked_pair(moving, fixed)
+        pair = cat_channels([moving, fixed])
         features = self.encoder(pair)
         x = features[-1]
         for block, skip in zip(self.up, reversed(features[:-1])):

@@ -10,6 +10,7 @@ from torch import nn
 
 from llamareg.baselines.common import RegistrationNetwork, check_int_sequence, check_shape, flow_conv
 from llamareg.networks.blocks import NEGATIVE_SLOPE, leaky_conv
+from llamareg.networks.memory_format import cat_channels
 from llamareg.spatial.functional import integrate_velocity, resize_flow
 
 STRIDE = 16
@@ -92,8 +93,8 @@ class VoxelMorph(RegistrationNetwork):
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict[str, object]:
         """Register ``moving`` to ``fixed`` (both ``(B, 1, D, H, W)``); ``flows`` holds the full-resolution field."""
-        self._check_pair(moving, fixed)
-        skips = [torch.cat([moving, fixed], dim=1)]
+        moving, fixed = self._checked_pair(moving, fixed)
+        skips = [cat_channels([moving, fixed])]
         for conv in self.encoder:
             skips.append(conv(skips[-1]))
         x = skips[-1]

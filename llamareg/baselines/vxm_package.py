@@ -62,7 +62,7 @@ class VoxelMorphPackage(RegistrationNetwork):
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict[str, object]:
         """Register ``moving`` to ``fixed`` (both ``(B, 1, D, H, W)``); ``flows`` holds the package's displacement."""
-        self._check_pair(moving, fixed)
+        moving, fixed = self._checked_pair(moving, fixed)
         displacement = self.network(moving, fixed, return_field_type="displacement")
         return self._outputs(moving, [displacement])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,8 @@ def init_distributed(device_type: str) -> DistributedContext:
 
     A plain ``python launch/train.py --ds ...`` is a world of one: the variables the launcher would
     set are filled in (rendezvous on 127.0.0.1), so DeepSpeed does not go looking for MPI. The
-    backend is NCCL on CUDA and gloo on the CPU.
+    backend is NCCL on CUDA and gloo on the CPU, where each rank takes cores / local ranks threads
+    unless ``OMP_NUM_THREADS`` says otherwise.
     """
     import deepspeed
 
@@ -71,4 +73,22 @@ def init_distributed(device_type: str) -> DistributedContext:
     )
     if device_type == "cuda":
         torch.cuda.set_device(context.local_rank)
+    else:
+        threads = threads_per_rank(os.environ, os.cpu_count() or 1, context.world_size)
+        if threads is not None:
+            torch.set_num_threads(threads)
     return context
+
+
+def threads_per_rank(environment: Mapping[str, str], cores: int, world_size: int) -> int | None:
+    """CPU threads for one rank: its share of the machine's cores among the ranks on it (DeepSpeed's
+    launcher sets ``LOCAL_SIZE``, torchrun ``LOCAL_WORLD_SIZE``); None when ``OMP_NUM_THREADS`` decides.
+
+    Example:
+        >>> threads_per_rank({"LOCAL_SIZE": "2"}, cores=16, world_size=4), threads_per_rank({"OMP_NUM_THREADS": "3"}, 16, 4)
+        (8, None)
+    """
+    if "OMP_NUM_THREADS" in environment:
+        return None
+    local_ranks = int(environment.get("LOCAL_WORLD_SIZE") or environment.get("LOCAL_SIZE") or world_size)
+    return max(1, cores // max(local_ranks, 1))

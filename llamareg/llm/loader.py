@@ -118,6 +118,23 @@ def _hash_tensors(hasher: "hashlib._Hash", prefix: str, tensors: dict[str, torch
         hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
 
 
+def inspect_llm(source: str, layer_indices: Sequence[int], expected_hidden_size: int | None = None,
+                seed: int = 0) -> tuple[LayerReader, tuple[int, ...]]:
+    """Open ``source`` and check its architecture, hidden size and the layer indices, reading headers and
+    configs only (no weights); the reader and the absolute layer indices.
+
+    Raises:
+        FileNotFoundError, ValueError: a missing or unreadable source, another architecture, another
+            hidden size than ``expected_hidden_size`` or a layer it does not have (each names the source).
+    """
+    reader = open_reader(source, seed)
+    spec = reader.spec
+    if expected_hidden_size is not None and expected_hidden_size != spec.hidden_size:
+        raise ValueError(f"{reader.description} has hidden size {spec.hidden_size}, but {expected_hidden_size} "
+                         f"was expected; pick a matching LLM or change the hidden size setting")
+    return reader, resolve_layer_indices(layer_indices, spec.num_hidden_layers, reader.description)
+
+
 def load_llama_layers(source: str, layer_indices: Sequence[int], dtype: torch.dtype = torch.float32,
                       expected_hidden_size: int | None = None, seed: int = 0) -> LoadedLlama:
     """Load frozen LLaMA decoder layers, reading only the tensors of the requested layers.
@@ -141,12 +158,8 @@ def load_llama_layers(source: str, layer_indices: Sequence[int], dtype: torch.dt
     """
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    reader = open_reader(source, seed)
+    reader, indices = inspect_llm(source, layer_indices, expected_hidden_size, seed)
     spec = reader.spec
-    if expected_hidden_size is not None and expected_hidden_size != spec.hidden_size:
-        raise ValueError(f"{reader.description} has hidden size {spec.hidden_size}, but {expected_hidden_size} "
-                         f"was expected; pick a matching LLM or change the hidden size setting")
-    indices = resolve_layer_indices(layer_indices, spec.num_hidden_layers, reader.description)
 
     hasher = hashlib.sha256(repr(spec).encode())
     layers = nn.ModuleList()

@@ -4,9 +4,15 @@ PyTorch sends a float32 CPU convolution to its reference kernel (``slow_conv3d``
 when the batch is 1, the groups 1, the kernel at most 3 wide and batch x channels x depth x height at
 most 20480 (``use_mkldnn`` in aten/src/ATen/native/Convolution.cpp): every convolution of a 32^3
 ``cpu-default`` volume and the deeper levels of larger ones. A grouped convolution always goes to
-oneDNN, which is 4-6x faster at these sizes, so such a convolution is computed as one with two groups
-over the two halves of the input channels, and the halves' outputs are added:
-``W * x = W[:, :h] * x[:h] + W[:, h:] * x[h:]``. Same arithmetic up to float rounding, same parameters.
+oneDNN, which is 4-6x faster at these sizes, so such a convolution is computed as one with two groups,
+whichever of two ways moves less memory:
+
+* fewer input than output channels: the input twice, each copy convolved with half of the filters,
+  ``W * x = cat(W[:o] * x, W[o:] * x)``, which needs no change to the weight and no sum;
+* otherwise: the two halves of the input channels, and the halves' outputs added,
+  ``W * x = W[:, :h] * x[:h] + W[:, h:] * x[h:]``.
+
+Same arithmetic up to float rounding, same parameters, and the input's memory format is kept.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, str
     """
     if not takes_reference_kernel(x, weight, groups):
         return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
+    if x.shape[1] < weight.shape[0] and weight.shape[0] % 2 == 0:
+        return F.conv3d(torch.cat([x, x], dim=1), weight, bias, stride, padding, dilation, groups=2)
     if x.shape[1] % 2:  # an odd channel count gets a zero channel (and zero weights) to split evenly
         x = torch.cat([x, x.new_zeros(1, 1, *x.shape[2:])], dim=1)
         weight = torch.cat([weight, weight.new_zeros(weight.shape[0], 1, *weight.shape[2:])], dim=1)

@@ -10,6 +10,7 @@ from torch import nn
 from llamareg.networks.blocks import ConvBlock, FlowHead, upsample_conv
 from llamareg.networks.flow_fields import FlowFieldRules
 from llamareg.spatial.functional import warp
+from llamareg.networks.memory_format import cat_channels
 
 STAGES = 4
 FLOW_STAGES = 3  # S2..S4 predict flows at 1/4, 1/2 and full resolution
@@ -80,7 +81,7 @@ class MultiScaleDecoder(nn.Module):
         """
         if self.residual != (previous_flows is not None):
             raise ValueError("a residual decoder needs the previous step's flows, and only it takes them")
-        features = [self.stages[0](torch.cat([skips[0], llm_features[0]], dim=1))]
+        features = [self.stages[0](cat_channels([skips[0], llm_features[0]]))]
         flows: list[torch.Tensor] = []
         for s in range(1, STAGES):
             inputs = [skips[s], self.ups[s - 1](features[-1]), llm_features[s]]
@@ -91,7 +92,7 @@ class MultiScaleDecoder(nn.Module):
                 start = self.rules.upsample(flows[-1], tuple(skips[s].shape[2:]))
             if start is not None:
                 inputs += [start, warp(moving_pyramid[s - 1], start)]
-            features.append(self.stages[s](torch.cat(inputs, dim=1)))
+            features.append(self.stages[s](cat_channels(inputs)))
             field = self.rules.field(self.heads[s - 1](features[-1]))
             flows.append(field if start is None else self.rules.combine(start, field))
         return flows, features

@@ -11,9 +11,10 @@ from llamareg.networks.decoder import MultiScaleDecoder
 from llamareg.networks.encoder import DualStreamEncoder
 from llamareg.networks.flow_fields import FlowFieldRules
 from llamareg.llm import load_llama_layers
-from llamareg.llm.loader import locate_source
+from llamareg.llm.loader import inspect_llm
 from llamareg.networks.frozen_llm import FrozenLLM
 from llamareg.networks.lora import add_lora
+from llamareg.networks.memory_format import cat_channels, resolve_memory_format, set_memory_format, to_memory_format
 from llamareg.networks.token_pathway import TokenPathway
 from llamareg.networks.vit_block import ViTBlocks
 from llamareg.spatial.functional import warp
@@ -61,6 +62,8 @@ class LLaMAReg(ParameterBookkeeping):
         >>> out["flows"][-1].shape
         torch.Size([1, 3, 32, 32, 32])
     """
+
+    memory_format: str = "contiguous"  # set by llamareg.networks.memory_format.set_memory_format
 
     def __init__(
         self,
@@ -113,12 +116,13 @@ class LLaMAReg(ParameterBookkeeping):
                 f"moving and fixed must both be (B, 1, D, H, W) of one shape, got {tuple(moving.shape)} and {tuple(fixed.shape)}"
             )
         _check_shape(tuple(moving.shape[2:]), "input shape")
+        moving, fixed = to_memory_format(moving, self.memory_format), to_memory_format(fixed, self.memory_format)
         grad_wanted = torch.is_grad_enabled()
         with torch.set_grad_enabled(grad_wanted and _trains(self.encoder)):
             moving_features, fixed_features = self.encoder(moving, fixed)
         upstream_trains = _trains(self.encoder) or _trains(self.llm)
         tokens = torch.cat([moving_features[-1], fixed_features[-1]], dim=1)
-        skips = [torch.cat([m, f], dim=1) for m, f in zip(reversed(moving_features[:-1]), reversed(fixed_features[:-1]))]
+        skips = [cat_channels([m, f]) for m, f in zip(reversed(moving_features[:-1]), reversed(fixed_features[:-1]))]
         pyramid = image_pyramid(moving)
         flows = None
         step_flows = []
@@ -155,13 +159,14 @@ def _check_shape(shape: tuple[int, ...], what: str) -> None:
 
 
 def check_llm_source(config: Config) -> None:
-    """Fail fast, before any output is written, when the configured LLM cannot be opened (LLaMA-Reg
-    with the LLM token block only: baselines and the ViT ablation load no LLM)."""
+    """Fail fast, before any output is written, when the configured LLM cannot be opened or does not fit
+    (LLaMA-Reg with the LLM token block only: baselines and the ViT ablation load no LLM). Reads headers
+    and configs, not weights."""
     if config.model.architecture != "llamareg" or config.model.token_block != "llm":
         return
     if not config.llm.source:
         raise ValueError(f"preset '{config.name}' needs an LLM: pass --llm PATH (HF folder, Meta folder, .gguf) or --llm random:llama-2-7b")
-    locate_source(config.llm.source)
+    inspect_llm(config.llm.source, config.llm.layers, config.llm.hidden_size, config.train.seed)
 
 
 def build_token_block(config: Config) -> nn.Module:
@@ -193,7 +198,14 @@ def build_token_block(config: Config) -> nn.Module:
 def build_model(config: Config) -> nn.Module:
     """Build the model a config describes: LLaMA-Reg, loading the configured LLM layers, or the baseline
     ``model.architecture`` names, built for ``data.shape`` with ``model.sizes`` over its published
-    configuration (:func:`llamareg.baselines.build_baseline`)."""
+    configuration (:func:`llamareg.baselines.build_baseline`); its convolutions in the memory format
+    ``model.memory_format`` resolves to for ``train.device`` and ``train.precision``."""
+    cuda = config.train.device == "cuda" or (config.train.device == "auto" and torch.cuda.is_available())
+    memory_format = resolve_memory_format(config.model.memory_format, "cuda" if cuda else "cpu", config.train.precision)
+    return set_memory_format(_build_network(config), memory_format)
+
+
+def _build_network(config: Config) -> nn.Module:
     if config.model.architecture != "llamareg":
         from llamareg.baselines import build_baseline
 

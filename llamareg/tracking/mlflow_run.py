@@ -3,12 +3,18 @@
 The client API is used throughout (no ``mlflow.start_run`` global state), so a parent and its
 children can be open at once. Each run's id is kept in ``<folder>/mlflow_run.json`` so that
 ``--resume`` continues the same run instead of starting a new one.
+
+The default store lives in the run folder (``mlflow.db``, artifacts in ``mlartifacts/``), and the id
+file names it relative to that folder, so a copied or moved run folder resumes into its own store:
+the store's artifact locations, which MLflow keeps as absolute paths, are re-pointed at the folder's
+new place first.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,7 +36,7 @@ def tracking_uri(settings: TrackingConfig, out: str | os.PathLike) -> str:
         return settings.uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{Path(out).resolve() / DEFAULT_DB}"
+    return _default_uri(Path(out))
 
 
 def _artifact_location(uri: str) -> str | None:
@@ -64,10 +70,11 @@ class TrainingRun:
         folder: Where the run's id file lives (the phase's output folder).
     """
 
-    def __init__(self, client: Any = None, run_id: str | None = None, folder: Path | None = None) -> None:
+    def __init__(self, client: Any = None, run_id: str | None = None, folder: Path | None = None, root: Path | None = None) -> None:
         self.client = client
         self.run_id = run_id
         self.folder = folder
+        self.root = root if root is not None else folder  # the training run's top folder
 
     @property
     def enabled(self) -> bool:
@@ -114,28 +121,61 @@ class TrainingRun:
         if not self.enabled:
             return TrainingRun()
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
-        return _open(self.client, experiment_id, name, folder, resume, parent=self.run_id)
+        return _open(self.client, experiment_id, name, folder, self.root, resume, parent=self.run_id)
 
     def finish(self, failed: bool = False) -> None:
         if self.enabled:
             self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
 
 
-def _open(client: Any, experiment_id: str, name: str, folder: Path, resume: bool, parent: str | None = None) -> TrainingRun:
+def _store_name(uri: str, root: Path) -> str:
+    """``uri`` with the run folder's own store written as ``run-folder:mlflow.db``, which a copy shares."""
+    return f"run-folder:{DEFAULT_DB}" if uri == _default_uri(root) else uri
+
+
+def _default_uri(root: Path) -> str:
+    return f"sqlite:///{Path(root).resolve() / DEFAULT_DB}"
+
+
+def _open(client: Any, experiment_id: str, name: str, folder: Path, root: Path, resume: bool, parent: str | None = None) -> TrainingRun:
     """Reopen the run recorded in ``folder`` when resuming in the same store, else create one (ending the
     recorded run as KILLED if it was left RUNNING by a killed process)."""
     record = folder / RUN_FILE
+    store = _store_name(client.tracking_uri, root)
     if record.is_file():
         saved = json.loads(record.read_text())
-        if saved.get("tracking_uri") == client.tracking_uri:
+        if saved.get("store", saved.get("tracking_uri")) == store:
             if resume:
                 client.update_run(saved["run_id"], status="RUNNING")
-                return TrainingRun(client, saved["run_id"], folder)
+                return TrainingRun(client, saved["run_id"], folder, root)
             _end_interrupted(client, saved["run_id"])
     tags = {"mlflow.parentRunId": parent} if parent else {}
     run = client.create_run(experiment_id, run_name=name, tags=tags)
-    write_json(record, {"tracking_uri": client.tracking_uri, "run_id": run.info.run_id, "experiment_id": experiment_id})
-    return TrainingRun(client, run.info.run_id, folder)
+    write_json(record, {"store": store, "tracking_uri": client.tracking_uri, "folder": str(Path(root).resolve()),
+                        "run_id": run.info.run_id, "experiment_id": experiment_id})
+    return TrainingRun(client, run.info.run_id, folder, root)
+
+
+def _relocate_store(root: Path) -> None:
+    """Re-point the artifact locations of the run folder's own store at this folder when the folder was
+    copied or moved since the store was written (its id file says where that was)."""
+    root = Path(root).resolve()
+    database, record = root / DEFAULT_DB, root / RUN_FILE
+    if not (database.is_file() and record.is_file()):
+        return
+    saved = json.loads(record.read_text())
+    earlier = saved.get("folder")
+    if not earlier or Path(earlier) == root:
+        return
+    old, new = (Path(earlier) / DEFAULT_ARTIFACTS).as_uri(), (root / DEFAULT_ARTIFACTS).as_uri()
+    connection = sqlite3.connect(database)
+    try:
+        with connection:
+            connection.execute("UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)", (old, new))
+            connection.execute("UPDATE runs SET artifact_uri = replace(artifact_uri, ?, ?)", (old, new))
+    finally:
+        connection.close()
+    write_json(record, {**saved, "folder": str(root), "tracking_uri": _default_uri(root)})
 
 
 def _end_interrupted(client: Any, run_id: str) -> None:
@@ -179,6 +219,8 @@ def open_training_run(settings: TrackingConfig, out: str | os.PathLike, name: st
     uri = tracking_uri(settings, out)
     Path(out).mkdir(parents=True, exist_ok=True)
     _check_sqlite_file(uri)
+    if uri == _default_uri(out):
+        _relocate_store(Path(out))
     try:
         client = mlflow.MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(settings.experiment)
@@ -192,4 +234,4 @@ def open_training_run(settings: TrackingConfig, out: str | os.PathLike, name: st
             f"MLflow store {uri} cannot be opened ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
             "fix tracking.uri / MLFLOW_TRACKING_URI or set tracking.enabled=false"
         ) from None
-    return _open(client, experiment_id, name, Path(out), resume)
+    return _open(client, experiment_id, name, Path(out), Path(out), resume)

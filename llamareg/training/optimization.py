@@ -16,6 +16,7 @@ from torch import nn
 from llamareg.atomic import atomic_output
 from llamareg.config import Config
 from llamareg.distributed.context import DistributedContext
+from llamareg.networks.memory_format import contiguous_weights
 from llamareg.training.checkpoint import load_model_state, read_checkpoint, save_checkpoint, trainable_state
 from llamareg.training.precision import Precision
 
@@ -109,6 +110,7 @@ class DeepSpeedOptimization:
         import deepspeed
 
         self.context = context
+        contiguous_weights(model)
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, model_parameters=model.trainable_parameters(), config=ds_config
         )

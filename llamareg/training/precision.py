@@ -27,9 +27,9 @@ class Precision:
 
     Why bf16 on such CPUs: PyTorch sends a float32 3D convolution of batch 1 and few channels to its
     slow reference kernel (``slow_conv3d``), forward and backward, but every bf16 convolution to oneDNN;
-    with :mod:`llamareg.networks.conv` keeping fp32 on oneDNN too, a ``cpu-default`` step is still 1.6x
-    faster in bf16 (benchmarks/results/speed.md). fp16 on a CPU
-    has no such kernels.
+    with :mod:`llamareg.networks.conv` keeping fp32 on oneDNN too, a ``cpu-default`` step is still about
+    1.4x faster in bf16, in either memory layout (benchmarks/results/speed.md). fp16 on a CPU has no
+    such kernels.
     """
 
     name: str

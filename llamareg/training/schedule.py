@@ -122,12 +122,12 @@ def select_trainable(model: nn.Module, phase: Phase) -> None:
 
 
 def _finished(phase: Phase) -> dict[str, Any] | None:
-    """The phase's metrics if it ran to its iteration count, else None."""
+    """The phase's metrics if it ran to its iteration count or its time limit, else None."""
     path = phase.out / "metrics.json"
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    return metrics if metrics.get("iterations") == phase.iterations else None
+    return metrics if metrics.get("iterations") == phase.iterations or metrics.get("stopped_by") == "max_minutes" else None
 
 
 def existing_run(config: Config, phases: list[Phase]) -> Path | None:

@@ -17,14 +17,17 @@ from llamareg.atomic import write_json
 from llamareg.baselines.common import objective_images
 from llamareg.config import Config
 from llamareg.distributed.context import DistributedContext
+from llamareg.networks.memory_format import memory_format_of
 from llamareg.tracking import TrainingRun, plot_training_curves
 from llamareg.training.memory import peak_memory_mb, reset_peak_memory
 from llamareg.training.objective import MultiScaleObjective
 from llamareg.training.optimization import DeepSpeedOptimization, LocalOptimization
 from llamareg.training.validation import evaluate_pairs, summarize
 
-# Config sections that fix the architecture and the data; a resumed run must not change them.
+# Config sections that fix the architecture and the data; a resumed run must not change them, except
+# keys that change only speed.
 RESUME_FIXED_SECTIONS = ("llm", "model", "data")
+RESUME_FREE_KEYS = {("model", "memory_format")}
 
 
 def check_resume_config(saved: dict[str, Any], config: Config, where: Path) -> None:
@@ -34,6 +37,8 @@ def check_resume_config(saved: dict[str, Any], config: Config, where: Path) -> N
     current, defaults = config.to_dict(), Config().to_dict()
     for section in RESUME_FIXED_SECTIONS:
         for key, value in current[section].items():
+            if (section, key) in RESUME_FREE_KEYS:
+                continue
             # A key the saved config lacks (written before the key existed) had its default.
             if saved[section].get(key, defaults[section][key]) != value:
                 raise ValueError(
@@ -255,15 +260,23 @@ class Trainer:
                 steps_done += 1
                 self.iteration += 1
                 progress.update(1)
-                if self.iteration % train.log_every == 0 or self.iteration == train.max_iters:
+                last = self.iteration == train.max_iters or self._out_of_time()
+                if self.iteration % train.log_every == 0 or last:
                     self.losses.append({"iteration": self.iteration, **terms})
                     self.run.log_metrics({**terms, "seconds_per_iteration": step_seconds / steps_done}, self.iteration)
                     progress.set_postfix(loss=f"{terms['loss']:.4g}", best_dice=f"{max(self.best_dice, 0):.3f}")
-                if self.iteration % train.val_every == 0 or self.iteration == train.max_iters:
+                if self.iteration % train.val_every == 0 or last:
                     self._validate_and_checkpoint()
                 elif train.checkpoint_every and self.iteration % train.checkpoint_every == 0:
                     self.optimization.save(self._state(), self.checkpoint_dir, best=False)
+                if last:
+                    break
         return self._write_metrics(step_seconds / max(steps_done, 1))
+
+    def _out_of_time(self) -> bool:
+        """Whether ``train.max_minutes`` of training wall time are spent (on any rank: all stop together)."""
+        limit = self.config.train.max_minutes
+        return bool(limit) and any(self.context.gather(self._wall_seconds() >= 60 * limit))
 
     def _record_best(self, result: dict[str, Any]) -> bool:
         """Note ``result`` as the best so far if its Dice is higher; returns whether it was."""
@@ -291,6 +304,7 @@ class Trainer:
         metrics = {
             "name": self.config.name,
             "iterations": self.iteration,
+            "stopped_by": "max_iters" if self.iteration >= self.config.train.max_iters else "max_minutes",
             "val_dice_identity": self.initial["dice_identity"],
             "val_dice_initial": self.initial["dice"],
             "val_dice": final["dice"],
@@ -311,6 +325,7 @@ class Trainer:
                     {"source": self._llm_identity()[0], "layers": self.config.llm.layers, "calls": self.config.llm.calls}),
             "device": str(self.device),
             "precision": self.optimization.precision_name,
+            "memory_format": memory_format_of(self.model),
             "ranks": self.context.world_size,
             "history": self.history,
             "losses": self.losses,

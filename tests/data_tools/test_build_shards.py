@@ -121,9 +121,49 @@ def test_corrupt_nifti_stops_the_build_naming_it(make_dataset, build_shards_cli,
     assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--shape", "32", "32", "32"]) == 2
     error = capsys.readouterr().err
     assert f"error: {bad} is not a readable NIfTI file" in error and "--skip-bad" in error
-    assert not (out / "manifest.json").exists()  # a half-built set never looks whole
-    with pytest.raises(FileNotFoundError, match="has no manifest.json; the build did not finish"):
+    assert not out.exists()  # the failed build removed what it had written, the folder it made too
+    bad.unlink()
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--shape", "32", "32", "32"]) == 0
+
+
+def test_a_failed_build_in_an_existing_folder_leaves_only_what_was_there(make_dataset, build_shards_cli, tmp_path):
+    layout, source = make_dataset("folder")
+    out = tmp_path / "shards"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    # case4 is read after the training subjects have been written to a shard
+    (source / "images" / "case4.nii.gz").write_bytes((source / "images" / "case4.nii.gz").read_bytes()[:400])
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--shape", "32", "32", "32"]) == 2
+    assert sorted(p.name for p in out.rglob("*")) == ["notes.txt"]
+    with pytest.raises(FileNotFoundError, match="has no manifest.json"):
         ShardSet(out)
+
+
+def test_a_missing_label_file_is_an_error_unless_skipped(make_dataset, build_shards_cli, tmp_path, capsys):
+    layout, source = make_dataset("folder")
+    missing = source / "labels" / "case1.nii.gz"
+    missing.unlink()  # case1 is a training subject; the others have labels
+    out = tmp_path / "shards"
+    args = ["--layout", layout, "--input", str(source), "--out", str(out), "--shape", "32", "32", "32"]
+    assert build_shards_cli(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"error: {source / 'images' / 'case1.nii.gz'} has no label map, though other subjects have one; add it, or pass --skip-bad to leave the subject out"
+    assert not out.exists()
+    assert build_shards_cli([*args, "--skip-bad"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["skipped"] == 1 and "case1" not in {s["key"] for s in manifest["subjects"]}
+
+
+def test_a_2d_image_and_an_out_that_is_a_file_are_one_line_errors(make_dataset, build_shards_cli, tmp_path, capsys, tools):
+    layout, source = make_dataset("folder")
+    flat = source / "images" / "case2.nii.gz"
+    tools.save(flat, np.zeros((20, 22), np.float32))
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(tmp_path / "s")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"error: {flat} has shape (20, 22), not a 3D volume; give 3D images (2D slices are not registered)"
+    (tmp_path / "file").write_text("x")
+    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(tmp_path / "file"), "--shape", "32", "32", "32"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --out {tmp_path / 'file'} is a file; give a folder for the shards"
 
 
 def test_skip_bad_skips_corrupt_and_nan_inputs_with_a_count(make_dataset, build_shards_cli, tmp_path, caplog, tools):

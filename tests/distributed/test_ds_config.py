@@ -50,17 +50,23 @@ def test_missing_and_malformed_files(tmp_path):
         load_deepspeed_config(bad, config, 1)
 
 
-def test_shipped_configs_resolve_on_the_cpu():
-    from deepspeed.accelerator import get_accelerator
-
+@pytest.mark.parametrize("bf16_units", [True, False])
+def test_shipped_configs_resolve_on_the_cpu_never_to_fp16(monkeypatch, caplog, bf16_units):
+    # fp16 configs train in what train.precision=auto picks on the CPU, whatever DeepSpeed says it supports.
+    monkeypatch.setattr("llamareg.distributed.ds_config.cpu_has_bf16_units", lambda: bf16_units)
+    auto = "bf16" if bf16_units else "fp32"
     config = load_config("cpu-default")
-    for name, precision in (("zero2", "fp16"), ("zero3", "fp16"), ("zero2-bf16", "bf16"), ("zero3-bf16", "bf16"),
-                            ("zero2-offload", "fp16")):
+    for name, precision, fp16 in (("zero2", auto, True), ("zero3", auto, True), ("zero2-bf16", "bf16", False),
+                                  ("zero3-bf16", "bf16", False), ("zero2-offload", auto, True)):
+        caplog.clear()
         ds, resolved = load_deepspeed_config(f"ds_configs/{name}.json", config, 2)
-        if precision == "fp16" and not get_accelerator().is_fp16_supported():
-            precision = "fp32"  # DeepSpeed refuses fp16 on CPUs without fp16 units; the run falls back to fp32
-        assert resolved.train.precision == precision
+        assert resolved.train.precision == precision and "fp16" not in ds
         assert ds["train_batch_size"] == 2
+        warned = [record.getMessage() for record in caplog.records]
+        assert warned == ([f"--ds ds_configs/{name}.json: fp16 is for GPUs; on this CPU training in {auto} (what train.precision=auto picks here)"]
+                          if fp16 else [])
+    ds, resolved = load_deepspeed_config("ds_configs/zero2.json", config, 2, device_type="cuda")
+    assert resolved.train.precision == "fp16" and ds["fp16"]["enabled"]  # on a GPU the config is what it says
 
 
 def test_ranks_take_disjoint_examples_that_cover_each_iteration():

@@ -132,3 +132,26 @@ def test_a_run_left_running_by_a_killed_process_is_marked_killed_when_the_folder
     assert client.get_run(replacement.run_id).info.status == "RUNNING"
     replacement.finish()
     assert client.get_run(replacement.run_id).info.status == "FINISHED"
+
+
+def test_a_copied_run_folder_resumes_into_its_own_store_and_artifacts(tiny_config, tiny_overrides, tmp_path):
+    import shutil
+
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    run(tiny_config("train.max_iters=2", "tracking.enabled=true", "tracking.log_checkpoint=true", out=original))
+    shutil.copytree(original, copy)
+    before = {path: path.stat().st_mtime_ns for path in (original / "mlartifacts").rglob("*") if path.is_file()}
+    # A new process, as a user resumes (MLflow caches a run's artifact store per process).
+    resumed = subprocess.run([sys.executable, "launch/train.py", "--resume", "--out", str(copy), "--max-iters", "4", *tiny_overrides,
+                              "tracking.enabled=true", "tracking.log_checkpoint=true"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    recorded = json.loads((copy / "mlflow_run.json").read_text())
+    assert recorded["store"] == "run-folder:mlflow.db" and recorded["folder"] == str(copy.resolve())
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{copy / 'mlflow.db'}")
+    resumed = client.get_run(recorded["run_id"])  # the same run, continued in the copy's store
+    assert resumed.info.status == "FINISHED" and resumed.info.artifact_uri.startswith((copy / "mlartifacts").as_uri())
+    assert [m.step for m in client.get_metric_history(recorded["run_id"], "val_dice")][-1] == 4
+    original_store = mlflow.MlflowClient(tracking_uri=f"sqlite:///{original / 'mlflow.db'}")
+    assert [m.step for m in original_store.get_metric_history(recorded["run_id"], "val_dice")][-1] == 2  # untouched
+    assert before and {path: path.stat().st_mtime_ns for path in (original / "mlartifacts").rglob("*") if path.is_file()} == before
+    assert list((copy / "mlartifacts").rglob("best.pt"))  # the resumed run's artifacts went to the copy

@@ -48,6 +48,20 @@ def test_resumed_run_ends_in_the_same_state(tmp_path, tiny_config):
     assert [h["dice"] for h in a["history"]] == [h["dice"] for h in b["history"]]
 
 
+def test_a_time_limit_stops_validates_and_checkpoints_the_run(tmp_path, tiny_config):
+    # A limit of about 0.1 s: spent after the first iteration (validation at iteration 0 included).
+    metrics = run(tiny_config("train.max_iters=50", "train.max_minutes=0.002", "train.val_every=20"))
+    assert metrics["stopped_by"] == "max_minutes" and 1 <= metrics["iterations"] < 50
+    assert metrics["history"][-1]["iteration"] == metrics["iterations"]  # validated where it stopped
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == metrics["iterations"]
+    assert run(tiny_config("train.max_iters=2", out=tmp_path / "untimed"))["stopped_by"] == "max_iters"
+
+
+def test_resume_may_change_the_memory_layout_only(tiny_config):
+    run(tiny_config("train.max_iters=2", "model.memory_format=contiguous"))
+    assert run(tiny_config("train.max_iters=4", "model.memory_format=channels_last"), resume=True)["iterations"] == 4
+
+
 def test_resume_refuses_another_architecture(tiny_config):
     run(tiny_config("train.max_iters=2"))
     with pytest.raises(ValueError, match="model.base_channels"):
@@ -116,7 +130,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrup
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
-@pytest.mark.parametrize("override, culprit", [("train.lr=-1", "train.lr"), ("train.checkpoint_every=-5", "train.checkpoint_every")])
+@pytest.mark.parametrize("override, culprit", [("train.lr=-1", "train.lr"), ("train.checkpoint_every=-5", "train.checkpoint_every"),
+                                              ("train.max_minutes=-1", "train.max_minutes"), ("model.memory_format=nhwc", "model.memory_format")])
 def test_bad_training_values_are_refused_before_anything_is_written(tmp_path, tiny_config, override, culprit):
     out = tmp_path / "run"
     with pytest.raises(ValueError, match=culprit):

@@ -117,12 +117,15 @@ def _default_shape(records: list[SubjectRecord], options: Preprocessing, skip_ba
         try:
             if not record.image.is_file():
                 raise FileNotFoundError(f"{record.image} does not exist; check the dataset folder or the paths in its list")
-            header = nibabel.load(record.image)
+            try:
+                header = nibabel.load(record.image)
+            except Exception as error:  # a damaged header: nibabel raises several types
+                raise ValueError(f"{record.image} is not a readable NIfTI file ({error})") from None
+            if len(header.shape) < 3 or any(size < 2 for size in header.shape[:3]):
+                raise ValueError(f"{record.image} has shape {tuple(header.shape)}, not a 3D volume; give 3D images (2D slices are not registered)")
             shapes.append(planned_shape(header.shape[:3], header.affine, options))
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ValueError) as error:
             _report(record, error, skip_bad, skipped)
-        except Exception as error:  # a damaged header: nibabel raises several types
-            _report(record, ValueError(f"{record.image} is not a readable NIfTI file ({error})"), skip_bad, skipped)
     if not shapes:
         raise ValueError("no readable subject is left to take the volume shape from")
     return fitting_shape(shapes)
@@ -162,7 +165,22 @@ def build_shards(
     if options.shape is None:
         options = dataclasses.replace(options, shape=_default_shape(plan.train + plan.val, options, skip_bad, skipped))
         logger.info("volume shape %s (smallest divisible by 16 holding every subject)", "x".join(map(str, options.shape)))
+    if any(record.labelled for record in dataset.subjects):
+        # In a labelled dataset a subject without labels is a missing file, not an unlabelled subject.
+        for record in plan.train + plan.val:
+            if not record.labelled and record.key not in {entry["key"] for entry in skipped}:
+                _report(record, FileNotFoundError(f"{record.image} has no label map, though other subjects have one; add it, "
+                                                  "or pass --skip-bad to leave the subject out"), skip_bad, skipped)
     writer = ShardSetWriter(out, shard_mb=shard_mb, overwrite=overwrite)
+    try:
+        return _write(writer, plan, options, skip_bad, skipped, details)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _write(writer: ShardSetWriter, plan: SplitPlan, options: Preprocessing, skip_bad: bool, skipped: list[dict[str, str]],
+           details: dict[str, Any] | None) -> dict[str, Any]:
     bad = {entry["key"] for entry in skipped}
     label_files: dict[str, Path] = {}
     records = [(record, "train") for record in plan.train] + [(record, "val") for record in plan.val]

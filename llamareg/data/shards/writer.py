@@ -38,9 +38,14 @@ def prepare_output(out: Path, overwrite: bool) -> None:
     """Make ``out`` ready for a new build; an earlier build there is removed only with ``overwrite``.
 
     Raises:
-        ValueError: ``out`` already holds shards (or a manifest) and ``overwrite`` is false.
+        ValueError: ``out`` is a file, or already holds shards (or a manifest) and ``overwrite`` is false.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the shards")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {out} cannot be created ({error.strerror}); choose a writable folder") from None
     earlier = [path for pattern in OUTPUT_PATTERNS for path in out.glob(pattern)]
     manifest = out / MANIFEST_NAME
     if not (earlier or manifest.exists()):
@@ -79,6 +84,7 @@ class ShardSetWriter:
             raise ValueError(f"--shard-mb must be positive, got {shard_mb}")
         self.out = Path(os.path.abspath(out))
         self.shard_bytes = shard_mb * 1e6
+        self._created_out = not self.out.exists()
         prepare_output(self.out, overwrite)
         self._writers: dict[str, webdataset.ShardWriter] = {}
         self._shard_keys: dict[str, list[str]] = {}
@@ -121,6 +127,18 @@ class ShardSetWriter:
         shard = Path(writer.fname).name
         self._shard_keys.setdefault(shard, []).append(key)
         self.subjects.append({"key": key, "split": split, "shard": shard, **paths, "spacing_mm": spacing, "label_ids": label_ids})
+
+    def abort(self) -> None:
+        """Close the shards and remove everything this build wrote (``out`` too if the build created it),
+        so that a failed build leaves no partial output and a rerun needs no ``--overwrite``."""
+        for writer in self._writers.values():
+            writer.close()
+        (self.out / MANIFEST_NAME).unlink(missing_ok=True)
+        for path in [path for pattern in OUTPUT_PATTERNS for path in self.out.glob(pattern)]:
+            path.unlink(missing_ok=True)
+        for folder in (self.out / "labels", *sorted(self.out.glob("nifti/*")), self.out / "nifti", *([self.out] if self._created_out else [])):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
     def finish(self, eval_pairs: list[dict[str, Any]], details: dict[str, Any]) -> dict[str, Any]:
         """Close the shards, write the pair list and then the manifest; returns the manifest.

@@ -41,7 +41,10 @@ class GGUFLlamaReader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.description = f"gguf:{path}"
-        self._reader = GGUFReader(path, "r")
+        try:
+            self._reader = GGUFReader(path, "r")
+        except (ValueError, OSError) as error:  # gguf says only "GGUF magic invalid", without the file
+            raise ValueError(f"{path}: not a readable GGUF file ({error}); give a llama.cpp .gguf file") from None
         self._tensors = {tensor.name: tensor for tensor in self._reader.tensors}
         self.spec = self._read_spec()
 

@@ -18,6 +18,10 @@ SHARD_INDEX_NAME = "model.safetensors.index.json"
 def spec_from_hf_config(config_path: Path) -> LlamaSpec:
     """Read a LlamaSpec from a Hugging Face ``config.json``."""
     config = json.loads(config_path.read_text())
+    model_type = config.get("model_type", "llama")
+    if model_type != "llama":
+        raise ValueError(f"{config_path}: model_type is {model_type!r}; only LLaMA-architecture checkpoints (model_type 'llama') "
+                         "are supported, e.g. meta-llama/Llama-2-7b-hf")
     missing = [k for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
                if k not in config]
     if missing:
