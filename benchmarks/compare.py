@@ -64,7 +64,7 @@ PHASE_SHARES = {
 # only), mean squares (the networks' MSE), and iterations at every level of the 4x/2x/1x pyramid
 # (ANTsPy's default (40, 20, 0) leaves the full resolution unoptimised).
 ANTS_SETTINGS = {"type_of_transform": "SyNOnly", "syn_metric": "meansquares", "reg_iterations": (160, 80, 40)}
-COLUMNS = ["method", "status", "dice_mean", "dice_std", "folding_pct", "sdlogj", "hd95_mm", "inference_seconds_per_pair",
+COLUMNS = ["method", "status", "dice_mean", "dice_std", "folding_pct", "sdlogj_l2r", "hd95_mm", "inference_seconds_per_pair",
            "train_seconds_per_iteration", "peak_memory_mb", "trainable_parameters", "frozen_parameters", "iterations"]
 
 
@@ -143,7 +143,7 @@ def score_pair(batch: dict, flow, spacing: Sequence[float], seconds: float) -> d
     """One pair's metrics for a full-resolution voxel displacement ``flow`` (1, 3, D, H, W)."""
     import torch
 
-    from llamareg.metrics import dice_per_label, folding_percentage, hausdorff95, sd_log_jacobian
+    from llamareg.metrics import dice_per_label, folding_percentage, hausdorff95, sdlogj_l2r
     from llamareg.spatial.functional import warp
     from llamareg.training.validation import foreground_labels
 
@@ -158,7 +158,7 @@ def score_pair(batch: dict, flow, spacing: Sequence[float], seconds: float) -> d
         "dice": float(torch.nanmean(dice)),
         "dice_identity": float(torch.nanmean(before)),
         "folding_pct": float(folding_percentage(flow.float())[0]),
-        "sdlogj": float(sd_log_jacobian(flow.float())[0]),
+        "sdlogj_l2r": float(sdlogj_l2r(flow.float())[0]),
         "hd95": float(torch.nanmean(hd95)),
         "seconds": seconds,
     }
@@ -173,7 +173,7 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "dice_mean": statistics.fmean(dice),
         "dice_std": statistics.pstdev(dice),
         "folding_pct": statistics.fmean(r["folding_pct"] for r in records),
-        "sdlogj": statistics.fmean(r["sdlogj"] for r in records),
+        "sdlogj_l2r": statistics.fmean(r["sdlogj_l2r"] for r in records),
         "hd95_mm": statistics.fmean(r["hd95"] for r in records),
         "inference_seconds_per_pair": statistics.fmean(r["seconds"] for r in records),
     }
@@ -389,13 +389,13 @@ def write_table(results: list[dict[str, Any]], out: Path, caption: str = "") -> 
             writer.writerow({key: ("" if value is None else value) for key, value in row.items()})
     with open(out / "pairs.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method", "pair", "dice", "dice_identity", "folding_pct", "sdlogj", "hd95", "seconds"])
+        writer.writerow(["method", "pair", "dice", "dice_identity", "folding_pct", "sdlogj_l2r", "hd95", "seconds"])
         for result in results:
             for record in result.get("records") or []:
                 writer.writerow([result["method"], record["pair"], record["dice"], record["dice_identity"], record["folding_pct"],
-                                 record["sdlogj"], record["hd95"], record["seconds"]])
+                                 record["sdlogj_l2r"], record["hd95"], record["seconds"]])
     lines = [
-        "| Method | Dice (%) | % \\|J\\| <= 0 | SDlogJ | HD95 (mm) | Inference s / pair | Train s / iter | Peak memory (MB) "
+        "| Method | Dice (%) | % \\|J\\| <= 0 | SDlogJ (L2R) | HD95 (mm) | Inference s / pair | Train s / iter | Peak memory (MB) "
         "| Trainable params | Frozen params |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -406,7 +406,7 @@ def write_table(results: list[dict[str, Any]], out: Path, caption: str = "") -> 
             continue
         dice = f"{100 * row['dice_mean']:.2f} ± {100 * row['dice_std']:.2f}"
         lines.append(
-            f"| {label} | {dice} | {_format(row['folding_pct'], 3)} | {_format(row['sdlogj'], 3)} | {_format(row['hd95_mm'], 2)} "
+            f"| {label} | {dice} | {_format(row['folding_pct'], 3)} | {_format(row['sdlogj_l2r'], 3)} | {_format(row['hd95_mm'], 2)} "
             f"| {_format(row['inference_seconds_per_pair'], 3)} | {_format(row['train_seconds_per_iteration'], 2)} "
             f"| {_format(row['peak_memory_mb'], 0)} | {_count(row['trainable_parameters'])} | {_count(row['frozen_parameters'])} |"
         )

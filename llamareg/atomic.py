@@ -48,9 +48,9 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return Path(path)
 
 
-def check_out_folder(path: str | Path, earlier_outputs: Sequence[str] = (), overwrite: bool = False) -> Path:
-    """Check that ``--out`` is a folder this process can write, or can become one (nothing is created
-    here), and that it holds none of ``earlier_outputs`` (glob patterns) unless ``overwrite``.
+def check_out_folder(path: str | Path, earlier_outputs: Sequence[str] = (), overwrite: bool = False, option: str = "--out") -> Path:
+    """Check that ``--out`` (or the named ``option``) is a folder this process can write, or can become one
+    (nothing is created here), and that it holds none of ``earlier_outputs`` (glob patterns) unless ``overwrite``.
 
     Raises:
         ValueError: ``path`` or one of its parents is a file, the nearest existing folder is not
@@ -60,13 +60,13 @@ def check_out_folder(path: str | Path, earlier_outputs: Sequence[str] = (), over
     for folder in (path, *path.parents):
         if folder.exists():
             if not folder.is_dir():
-                raise ValueError(f"--out {path}: {folder} is a file, not a folder; give a folder path")
+                raise ValueError(f"{option} {path}: {folder} is a file, not a folder; give a folder path")
             if not os.access(folder, os.W_OK | os.X_OK):
-                raise ValueError(f"--out {path}: {folder} is not writable; give an --out where you can write")
+                raise ValueError(f"{option} {path}: {folder} is not writable; give an {option} where you can write")
             break
     if path.is_dir() and not overwrite:
         earlier = sorted(str(found.name) for pattern in earlier_outputs for found in path.glob(pattern))
         if earlier:
-            raise ValueError(f"--out {path} already holds outputs ({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}); "
-                             "give another --out or --overwrite to replace them")
+            raise ValueError(f"{option} {path} already holds outputs ({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}); "
+                             f"give another {option} or --overwrite to replace them")
     return path

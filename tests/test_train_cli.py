@@ -52,3 +52,12 @@ def test_a_fake_gguf_and_a_bert_folder_are_one_line_errors_before_anything_is_wr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(message), lines
         assert not out.exists()  # no run folder, hence no MLflow store or run either
+
+
+def test_a_bad_data_folder_is_a_one_line_error_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    result = train_cli("--data", str(tmp_path / "no-shards"), "--out", str(out), "--max-iters", "2")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: data.source '{tmp_path / 'no-shards'}' is neither"), lines
+    assert not out.exists()

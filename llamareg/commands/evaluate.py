@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from llamareg.atomic import check_out_folder, write_json
 from llamareg.evaluation.figures import dice_boxplot, pair_figure
 from llamareg.evaluation.metrics import pair_metrics
 from llamareg.evaluation.report import PairRecord, markdown_summary, per_label_csv, per_pair_csv, summarise, write_text
+from llamareg.export.challenge import FORMATS, export_name, voxel_map, write_displacement
 from llamareg.inference.grid import grid_options
 from llamareg.inference.model_io import load_trained_model
 from llamareg.inference.pairs import PAIR_KEYS, check_pair, load_pair, read_pair_list
@@ -25,7 +27,7 @@ image's box rounded to the nearest multiples of 16 voxels or --shape; --refine: 
 image's own voxels) and scored on the fixed image's grid.
 
 Writes to --out: metrics_per_label.csv (a row per pair and label: Dice before/after, HD95 in mm),
-metrics_per_pair.csv (mean Dice, % |J| <= 0, SDlogJ, mean HD95, seconds), summary.json,
+metrics_per_pair.csv (mean Dice, % |J| <= 0, Learn2Reg's SDlogJ, LUMIR's NDV, mean HD95, seconds), summary.json,
 summary.md (the paper's Table 1 layout), dice_boxplot.png (Dice per label, paper Figs. 5 and 7)
 and pair_<i>.png for each --figure-pairs index (fixed, moving, warped, warped grid, |u|; paper Fig. 6).
 With --mlflow-run-id the summary metrics (eval_*) and these files (under evaluation/) are logged to
@@ -41,6 +43,16 @@ def _indices(text: str) -> list[int]:
     if any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"pair indices must be >= 0, got '{text}'")
     return values
+
+
+def _export_target(export: list[str] | None, overwrite: bool) -> tuple[str | None, Path | None]:
+    """The checked ``--export FORMAT DIR`` (a known format; a folder without earlier exports unless ``overwrite``)."""
+    if not export:
+        return None, None
+    kind, folder = export
+    if kind not in FORMATS:
+        raise ValueError(f"--export must be one of {', '.join(FORMATS)}, got '{kind}'")
+    return kind, check_out_folder(folder, ("disp_*",), overwrite, option="--export")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +74,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: CUDA when available")
     parser.add_argument("--mlflow-run-id", help="log the metrics and files to this existing MLflow run")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    parser.add_argument("--export", nargs=2, metavar=("FORMAT", "DIR"),
+                        help="also write each pair's displacement for a challenge: l2r (disp_XXXX_YYYY.npz, float16, half "
+                             "resolution) or lumir (disp_FFFF_MMMM.nii.gz), in voxels for scipy's map_coordinates")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -69,6 +84,7 @@ def execute(args: argparse.Namespace) -> int:
     check_options(args.refine, args.refine_lr)
     spacing, shape = grid_options(args.spacing, args.shape)
     out = check_out_folder(args.out, EVALUATE_OUTPUTS, args.overwrite)
+    export_kind, export_folder = _export_target(args.export, args.overwrite)
     pairs = read_pair_list(args.pairs, required=PAIR_KEYS)
     unknown = [i for i in args.figure_pairs if i >= len(pairs)]
     if unknown:
@@ -87,6 +103,10 @@ def execute(args: argparse.Namespace) -> int:
         registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, args.refine, args.refine_lr,
                                      spacing=spacing, shape=shape, symmetric=not args.one_way)
         metrics = pair_metrics(registration, loaded.fixed_labels, loaded.moving_labels)
+        if export_kind:
+            field = voxel_map(registration.displacement, loaded.fixed.affine, loaded.moving.affine)
+            write_displacement(export_kind, export_folder / export_name(export_kind, pair.fixed, pair.moving, index), field,
+                               loaded.fixed.affine)
         records.append(PairRecord(str(pair.fixed), str(pair.moving), metrics))
         print(f"pair {index}: Dice {metrics.mean_dice_identity:.4f} -> {metrics.mean_dice:.4f}, "
               f"folding {metrics.folding_pct:.3f}%, {metrics.seconds:.2f} s")

@@ -74,8 +74,17 @@ def _synthetic_pair_datasets(config: Config) -> tuple[SyntheticPairs, SyntheticP
     return train, val
 
 
-def _shard_pair_datasets(config: Config) -> tuple[ShardPairStream, EvaluationPairs]:
+def check_data_source(config: Config) -> ShardSet | None:
+    """Check ``data.source`` without loading volumes (the training command does it before writing
+    anything): a shard folder must hold a finished build of volumes of ``data.shape``. Returns the
+    shard set, or None for the synthetic sources.
+
+    Raises:
+        ValueError, FileNotFoundError: as :func:`build_pair_datasets`.
+    """
     data = config.data
+    if data.source in ("synth", "template"):
+        return None
     if not Path(data.source).is_dir():
         raise ValueError(
             f"data.source '{data.source}' is neither 'synth', 'template' nor a shard folder; build one with data_tools/build_shards.py"
@@ -86,6 +95,12 @@ def _shard_pair_datasets(config: Config) -> tuple[ShardPairStream, EvaluationPai
             f"{data.source} holds volumes of shape {list(shards.shape)} but data.shape is {list(data.shape)}; "
             f"set data.shape=[{','.join(map(str, shards.shape))}] (or rebuild the shards with --shape)"
         )
+    return shards
+
+
+def _shard_pair_datasets(config: Config) -> tuple[ShardPairStream, EvaluationPairs]:
+    data = config.data
+    shards = check_data_source(config)
     pairs = shards.eval_pairs()[: data.num_val_pairs]
     keys = sorted({key for pair in pairs for key in pair})
     volumes = shards.load(keys)

@@ -9,7 +9,7 @@ import torch
 
 from llamareg.inference.images import NiftiVolume
 from llamareg.inference.registration import Registration, grid_of, warp_to_fixed
-from llamareg.metrics import dice_per_label, folding_percentage, hausdorff95, sd_log_jacobian
+from llamareg.metrics import dice_per_label, folding_percentage, hausdorff95, non_diffeomorphic_volume, sdlogj_l2r
 from llamareg.training.validation import foreground_labels
 
 
@@ -25,7 +25,9 @@ class PairMetrics:
             label is missing from one of the maps).
         hd95_identity: the same before registration.
         folding_pct: % of fixed-grid voxels with Jacobian determinant <= 0.
-        sdlogj: standard deviation of the log Jacobian determinant.
+        sdlogj_l2r: Learn2Reg's SDlogJ, the standard deviation of log(det J + 3) (see
+            :func:`llamareg.metrics.sdlogj_l2r`).
+        ndv_pct: LUMIR's non-diffeomorphic volume, % of the fixed grid.
         seconds: registration wall time.
     """
 
@@ -35,7 +37,8 @@ class PairMetrics:
     hd95: list[float]
     hd95_identity: list[float]
     folding_pct: float
-    sdlogj: float
+    sdlogj_l2r: float
+    ndv_pct: float
     seconds: float
 
     @property
@@ -90,6 +93,7 @@ def pair_metrics(registration: Registration, fixed_labels: NiftiVolume, moving_l
         hd95=hausdorff95(after, target, labels, spacing)[0].tolist(),
         hd95_identity=hausdorff95(before, target, labels, spacing)[0].tolist(),
         folding_pct=float(folding_percentage(flow)[0]),
-        sdlogj=float(sd_log_jacobian(flow)[0]),
+        sdlogj_l2r=float(sdlogj_l2r(flow)[0]),
+        ndv_pct=float(non_diffeomorphic_volume(flow)[0]),
         seconds=registration.seconds,
     )

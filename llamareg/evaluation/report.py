@@ -15,7 +15,11 @@ from llamareg.atomic import atomic_output
 from llamareg.evaluation.metrics import PairMetrics
 
 LABEL_COLUMNS = ("pair", "fixed", "moving", "label", "dice", "dice_identity", "hd95_mm", "hd95_identity_mm")
-PAIR_COLUMNS = ("pair", "fixed", "moving", "mean_dice", "mean_dice_identity", "mean_hd95_mm", "folding_pct", "sdlogj", "seconds")
+PAIR_COLUMNS = ("pair", "fixed", "moving", "mean_dice", "mean_dice_identity", "mean_hd95_mm", "folding_pct", "sdlogj_l2r", "ndv_pct",
+                "seconds")
+# Learn2Reg's robustness figure: the 30th percentile (linear interpolation, pandas' quantile) of the
+# cases' mean Dice, as MDL-UzL/L2R evaluation/evaluation.py aggregates it ("30": quantile(.3)).
+ROBUSTNESS_QUANTILE = 0.3
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ def per_pair_csv(records: Sequence[PairRecord]) -> str:
     """One row per pair (columns :data:`PAIR_COLUMNS`)."""
     rows = [
         [index, r.fixed, r.moving, r.metrics.mean_dice, r.metrics.mean_dice_identity, r.metrics.mean_hd95,
-         r.metrics.folding_pct, r.metrics.sdlogj, r.metrics.seconds]
+         r.metrics.folding_pct, r.metrics.sdlogj_l2r, r.metrics.ndv_pct, r.metrics.seconds]
         for index, r in enumerate(records)
     ]
     return _csv_text(PAIR_COLUMNS, rows)
@@ -67,9 +71,10 @@ def summarise(records: Sequence[PairRecord]) -> dict:
     """Means and (population) standard deviations over pairs of each pair's metrics.
 
     Returns:
-        ``{"pairs", "dice", "dice_identity", "hd95_mm", "hd95_identity_mm", "folding_pct", "sdlogj",
-        "seconds"}`` each (but ``pairs``) a ``{"mean", "std"}`` dict, and ``dice_per_label``
-        (``{label: {"mean", "std"}}``, over the pairs where the label occurs).
+        ``{"pairs", "dice", "dice_identity", "hd95_mm", "hd95_identity_mm", "folding_pct", "sdlogj_l2r",
+        "ndv_pct", "seconds"}`` each (but ``pairs``) a ``{"mean", "std"}`` dict, ``dice30`` (Learn2Reg's
+        DSC30: the 30th percentile of the pairs' mean Dice) and ``dice_per_label`` (``{label: {"mean",
+        "std"}}``, over the pairs where the label occurs).
     """
     metrics = [record.metrics for record in records]
     per_label: dict[int, list[float]] = {}
@@ -83,10 +88,23 @@ def summarise(records: Sequence[PairRecord]) -> dict:
         "hd95_mm": _stats([m.mean_hd95 for m in metrics]),
         "hd95_identity_mm": _stats([m.mean_hd95_identity for m in metrics]),
         "folding_pct": _stats([m.folding_pct for m in metrics]),
-        "sdlogj": _stats([m.sdlogj for m in metrics]),
+        "sdlogj_l2r": _stats([m.sdlogj_l2r for m in metrics]),
+        "ndv_pct": _stats([m.ndv_pct for m in metrics]),
+        "dice30": dice30([m.mean_dice for m in metrics]),
         "seconds": _stats([m.seconds for m in metrics]),
         "dice_per_label": {str(label): _stats(values) for label, values in sorted(per_label.items())},
     }
+
+
+def dice30(mean_dice: Sequence[float]) -> float:
+    """Learn2Reg's DSC30 of the pairs' mean Dice (NaN values left out; NaN if none is left).
+
+    Example:
+        >>> round(dice30([0.5, 0.6, 0.7, 0.8]), 4)  # position 0.3 x 3 = 0.9 between 0.5 and 0.6
+        0.59
+    """
+    kept = [value for value in mean_dice if not math.isnan(value)]
+    return float(np.quantile(kept, ROBUSTNESS_QUANTILE)) if kept else float("nan")
 
 
 def _cell(stats: dict[str, float], scale: float = 1.0, digits: int = 2) -> str:
@@ -103,11 +121,14 @@ def markdown_summary(summary: dict, method: str, checkpoint: str) -> str:
         "",
         f"{summary['pairs']} pairs; mean ± standard deviation over pairs.",
         "",
-        "| Method | Dice (%) | % \\|J\\| ≤ 0 | SDlogJ | HD95 (mm) | Time (s) |",
+        "| Method | Dice (%) | % \\|J\\| ≤ 0 | SDlogJ (L2R) | HD95 (mm) | Time (s) |",
         "|---|---|---|---|---|---|",
         f"| Initial | {_cell(summary['dice_identity'], 100)} | - | - | {_cell(summary['hd95_identity_mm'])} | - |",
         f"| {method} | {_cell(summary['dice'], 100)} | {_cell(summary['folding_pct'], digits=3)} | "
-        f"{_cell(summary['sdlogj'], digits=3)} | {_cell(summary['hd95_mm'])} | {_cell(summary['seconds'])} |",
+        f"{_cell(summary['sdlogj_l2r'], digits=3)} | {_cell(summary['hd95_mm'])} | {_cell(summary['seconds'])} |",
+        "",
+        f"DSC30 (Learn2Reg: 30th percentile of the pairs' mean Dice): {100 * summary['dice30']:.2f} %; "
+        f"NDV (LUMIR's non-diffeomorphic volume): {_cell(summary['ndv_pct'], digits=4)} %.",
         "",
         "| Label | Dice (%) |",
         "|---|---|",

@@ -64,7 +64,7 @@ def check_run(run_id: str, tracking_uri: str | None) -> None:
 def summary_metrics(summary: dict) -> dict[str, float]:
     """Flat ``eval_*`` metric names for a summary from :func:`llamareg.evaluation.report.summarise`."""
     flat = {}
-    for key in ("dice", "dice_identity", "hd95_mm", "hd95_identity_mm", "folding_pct", "sdlogj", "seconds"):
+    for key in ("dice", "dice_identity", "hd95_mm", "hd95_identity_mm", "folding_pct", "sdlogj_l2r", "ndv_pct", "seconds"):
         flat[f"eval_{key}_mean"] = summary[key]["mean"]
         flat[f"eval_{key}_std"] = summary[key]["std"]
     for label, stats in summary["dice_per_label"].items():

@@ -1,6 +1,6 @@
 """Evaluation metrics: label overlap, deformation regularity and surface distances."""
 
-from llamareg.metrics.jacobian import folding_percentage, sd_log_jacobian
+from llamareg.metrics.jacobian import folding_percentage, non_diffeomorphic_volume, sdlogj_l2r
 from llamareg.metrics.overlap import dice_per_label, mean_dice, validate_label_maps
 from llamareg.metrics.surface import hausdorff95
 
@@ -9,6 +9,7 @@ __all__ = [
     "folding_percentage",
     "hausdorff95",
     "mean_dice",
-    "sd_log_jacobian",
+    "non_diffeomorphic_volume",
+    "sdlogj_l2r",
     "validate_label_maps",
 ]

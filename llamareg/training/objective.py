@@ -57,8 +57,9 @@ class MultiScaleObjective(nn.Module):
         full_size: Sequence[int] | None = None,
         labels: tuple[torch.Tensor, torch.Tensor] | None = None,
         true_flow: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Return the total loss and its terms (as floats, for logging).
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return the total loss and its terms (detached scalars, for logging: reading one with ``.item()``
+        waits for the device, so the trainer does it only when it logs).
 
         ``moving`` and ``fixed`` have the last flow's resolution. ``full_size`` (the input volumes'
         shape, when the last flow is coarser, as while LapIRN trains a coarse level) only names the
@@ -70,7 +71,7 @@ class MultiScaleObjective(nn.Module):
         levels = len(flows)
         moving_pyramid, fixed_pyramid = image_pyramid(moving, levels), image_pyramid(fixed, levels)
         total = moving.new_zeros(())
-        terms: dict[str, float] = {}
+        terms: dict[str, torch.Tensor] = {}
         for level, (weight, flow) in enumerate(zip(self.scale_weights, flows)):
             # Score in fp32: under fp16 autocast, squared differences of small values underflow.
             flow = flow.float()
@@ -78,15 +79,15 @@ class MultiScaleObjective(nn.Module):
             smoothness = diffusion(flow)
             total = total + weight * (similarity + self.reg_weight * smoothness)
             scale = 2 ** (levels - 1 - level) if full_size is None else round(full_size[0] / flow.shape[2])
-            terms[f"similarity_1/{scale}" if scale > 1 else "similarity_full"] = similarity.item()
-            terms[f"diffusion_1/{scale}" if scale > 1 else "diffusion_full"] = smoothness.item()
+            terms[f"similarity_1/{scale}" if scale > 1 else "similarity_full"] = similarity.detach()
+            terms[f"diffusion_1/{scale}" if scale > 1 else "diffusion_full"] = smoothness.detach()
         if self.label_weight > 0 and labels is not None:
             overlap = soft_dice_loss(labels[0], labels[1], flows[-1])
             total = total + self.label_weight * overlap
-            terms["label_dice_loss"] = overlap.item()
+            terms["label_dice_loss"] = overlap.detach()
         if self.flow_weight > 0 and true_flow is not None:
             error = (flows[-1].float() - true_flow.float()).pow(2).sum(dim=1).mean()
             total = total + self.flow_weight * error
-            terms["flow_error"] = error.item()
-        terms["loss"] = total.item()
+            terms["flow_error"] = error.detach()
+        terms["loss"] = total.detach()
         return total, terms

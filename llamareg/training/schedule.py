@@ -16,7 +16,7 @@ from torch import nn
 
 from llamareg.atomic import atomic_output, check_out_folder, write_json
 from llamareg.config import Config
-from llamareg.data.factory import build_pair_datasets
+from llamareg.data.factory import build_pair_datasets, check_data_source
 from llamareg.distributed.context import DistributedContext
 from llamareg.networks.llamareg import LLaMAReg, build_model, check_llm_source
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
@@ -24,7 +24,7 @@ from llamareg.tracking import TrainingRun, open_training_run
 from llamareg.training.optimization import LAST_FILE, resume_point_exists
 from llamareg.training.trainer import Trainer, check_resume_config
 
-STEP_SUMMARY_KEYS = ("val_dice", "val_dice_best", "val_folding_pct", "val_sdlogj", "iterations",
+STEP_SUMMARY_KEYS = ("val_dice", "val_dice_best", "val_folding_pct", "val_sdlogj_l2r", "iterations",
                      "peak_memory_mb", "peak_memory_of", "train_seconds_per_iteration", "wall_seconds")
 
 
@@ -180,6 +180,7 @@ def run_schedule(
         # data overrides would be ignored. (An unfinished one is checked when its trainer resumes it.)
         check_resume_config(read_checkpoint(first_resume_point)["config"], _phase_config(config, phases[0]), first_resume_point.parent)
     check_llm_source(config)  # before the tracking run creates the output folder
+    check_data_source(config)
     run = open_training_run(config.tracking, config.train.out, config.name, resume or only_phase is not None)
     try:
         metrics = _run_phases(config, phases, resume, only_phase, run, ds_config, context)

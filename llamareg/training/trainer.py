@@ -115,6 +115,8 @@ class Trainer:
         self.out = Path(config.train.out)
         self.device = resolve_device(config.train.device, context)
         self.model = model.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its algorithms once
         self.parameter_counts = model.parameter_counts()  # before ZeRO-3 partitions the tensors
         if train.flow_weight > 0 and config.data.source != "synth" and context.rank == 0:
             print(f"train.flow_weight={train.flow_weight} is left out: pairs from data.source={config.data.source!r} "
@@ -192,8 +194,9 @@ class Trainer:
         stream = self.train_pairs.starting_at(start) if hasattr(self.train_pairs, "starting_at") else self.train_pairs
         return itertools.islice(self._loader(stream, train.batch_size), (train.max_iters - self.iteration) * train.grad_accumulation)
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], bool]:
-        """One batch forward and backward; returns its loss terms and whether the optimizer stepped."""
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
+        """One batch forward and backward; returns its loss terms (on the device, not yet read: no
+        host-device sync per iteration) and whether the optimizer stepped."""
         dtype = self.optimization.input_dtype
         moving, fixed = batch["moving"].to(self.device, dtype), batch["fixed"].to(self.device, dtype)
         flows = self.optimization.forward(moving, fixed)["flows"]
@@ -209,9 +212,15 @@ class Trainer:
         loss, terms = self.objective(
             *objective_images(moving, fixed, flows), flows, full_size=moving.shape[2:], labels=labels, true_flow=true_flow
         )
-        if not math.isfinite(terms["loss"]):
-            raise FloatingPointError(f"loss became {terms['loss']} at iteration {self.iteration + 1}; lower train.lr or use train.precision=fp32")
         return terms, self.optimization.backward_and_step(loss)
+
+    def _read_terms(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The loss terms as floats (this waits for the device); a non-finite loss stops the run before
+        anything is logged or saved."""
+        values = {name: value.item() for name, value in terms.items()}
+        if not math.isfinite(values["loss"]):
+            raise FloatingPointError(f"loss became {values['loss']} by iteration {self.iteration}; lower train.lr or use train.precision=fp32")
+        return values
 
     def _validate(self) -> dict[str, Any]:
         """Each rank registers every ranks-th pair; the records are gathered, so all ranks agree.
@@ -261,13 +270,16 @@ class Trainer:
                 self.iteration += 1
                 progress.update(1)
                 last = self.iteration == train.max_iters or self._out_of_time()
-                if self.iteration % train.log_every == 0 or last:
-                    self.losses.append({"iteration": self.iteration, **terms})
-                    self.run.log_metrics({**terms, "seconds_per_iteration": step_seconds / steps_done}, self.iteration)
-                    progress.set_postfix(loss=f"{terms['loss']:.4g}", best_dice=f"{max(self.best_dice, 0):.3f}")
-                if self.iteration % train.val_every == 0 or last:
+                validate = self.iteration % train.val_every == 0 or last
+                checkpoint = validate or (train.checkpoint_every and self.iteration % train.checkpoint_every == 0)
+                if self.iteration % train.log_every == 0 or checkpoint:
+                    values = self._read_terms(terms)
+                    self.losses.append({"iteration": self.iteration, **values})
+                    self.run.log_metrics({**values, "seconds_per_iteration": step_seconds / steps_done}, self.iteration)
+                    progress.set_postfix(loss=f"{values['loss']:.4g}", best_dice=f"{max(self.best_dice, 0):.3f}")
+                if validate:
                     self._validate_and_checkpoint()
-                elif train.checkpoint_every and self.iteration % train.checkpoint_every == 0:
+                elif checkpoint:
                     self.optimization.save(self._state(), self.checkpoint_dir, best=False)
                 if last:
                     break
@@ -295,7 +307,7 @@ class Trainer:
     def _log_validation(self, result: dict[str, Any]) -> None:
         self.run.log_metrics(
             {"val_dice": result["dice"], "val_dice_identity": result["dice_identity"], "val_folding_pct": result["folding_pct"],
-             "val_sdlogj": result["sdlogj"], **{f"val_dice_label_{k}": v for k, v in result["dice_per_label"].items()}},
+             "val_sdlogj_l2r": result["sdlogj_l2r"], **{f"val_dice_label_{k}": v for k, v in result["dice_per_label"].items()}},
             self.iteration,
         )
 
@@ -310,7 +322,7 @@ class Trainer:
             "val_dice": final["dice"],
             "val_dice_per_label": final["dice_per_label"],
             "val_folding_pct": final["folding_pct"],
-            "val_sdlogj": final["sdlogj"],
+            "val_sdlogj_l2r": final["sdlogj_l2r"],
             "val_dice_best": self.best_dice,
             "best_iteration": self.best_iteration,
             "val_pairs": final["pairs"],

@@ -8,7 +8,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from llamareg.metrics.jacobian import folding_percentage, sd_log_jacobian
+from llamareg.metrics.jacobian import folding_percentage, sdlogj_l2r
 from llamareg.metrics.overlap import dice_per_label
 from llamareg.spatial.functional import warp
 from llamareg.training.precision import Precision
@@ -33,7 +33,7 @@ def evaluate_pairs(
     model: nn.Module, pairs: Iterable[dict], device: torch.device, precision: Precision, input_dtype: torch.dtype = torch.float32
 ) -> list[dict[str, object]]:
     """Register every pair; one record per pair: ``dice``, ``dice_identity``, ``dice_per_label``,
-    ``folding_pct`` and ``sdlogj`` (what :func:`summarize` averages; ranks gather these records).
+    ``folding_pct`` and ``sdlogj_l2r`` (what :func:`summarize` averages; ranks gather these records).
 
     Args:
         input_dtype: The dtype the model takes (half or bfloat16 for a DeepSpeed fp16/bf16 model).
@@ -52,14 +52,14 @@ def evaluate_pairs(
         warped_labels = warp(moving_labels, flow, mode="nearest")
         after = dice_per_label(warped_labels, fixed_labels, labels).tolist()
         before = dice_per_label(moving_labels, fixed_labels, labels).tolist()
-        folding, sdlogj = folding_percentage(flow).tolist(), sd_log_jacobian(flow).tolist()
+        folding, sdlogj = folding_percentage(flow).tolist(), sdlogj_l2r(flow).tolist()
         for index in range(len(after)):
             records.append({
                 "dice": _nanmean(after[index]),
                 "dice_identity": _nanmean(before[index]),
                 "dice_per_label": dict(zip(labels, after[index])),
                 "folding_pct": folding[index],
-                "sdlogj": sdlogj[index],
+                "sdlogj_l2r": sdlogj[index],
             })
     model.train(was_training)
     return records
@@ -68,7 +68,7 @@ def evaluate_pairs(
 def summarize(records: list[dict[str, object]]) -> dict[str, object]:
     """Means over pairs: ``dice`` (of each pair's mean foreground Dice after registration),
     ``dice_identity`` (the same before registration), ``dice_per_label`` ({label: mean Dice}),
-    ``folding_pct`` (% of voxels with det J <= 0), ``sdlogj`` and the number of ``pairs``."""
+    ``folding_pct`` (% of voxels with det J <= 0), ``sdlogj_l2r`` and the number of ``pairs``."""
     per_label: dict[int, list[float]] = {}
     for record in records:
         for label, value in record["dice_per_label"].items():
@@ -78,7 +78,7 @@ def summarize(records: list[dict[str, object]]) -> dict[str, object]:
         "dice_identity": _nanmean([r["dice_identity"] for r in records]),
         "dice_per_label": {str(label): _nanmean(values) for label, values in sorted(per_label.items())},
         "folding_pct": _nanmean([r["folding_pct"] for r in records]),
-        "sdlogj": _nanmean([r["sdlogj"] for r in records]),
+        "sdlogj_l2r": _nanmean([r["sdlogj_l2r"] for r in records]),
         "pairs": len(records),
     }
 

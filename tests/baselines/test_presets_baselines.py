@@ -112,7 +112,7 @@ def compare():
 
 
 def _records(dices, seconds):
-    return [{"pair": f"a{i}->b{i}", "dice": d, "dice_identity": 0.64, "folding_pct": 0.01 * i, "sdlogj": 0.05, "hd95": 4.0 + i,
+    return [{"pair": f"a{i}->b{i}", "dice": d, "dice_identity": 0.64, "folding_pct": 0.01 * i, "sdlogj_l2r": 0.05, "hd95": 4.0 + i,
              "seconds": seconds} for i, d in enumerate(dices)]
 
 
@@ -128,7 +128,7 @@ def test_compare_writes_the_markdown_and_csv_tables(compare, tmp_path):
     text = compare.write_table(results, tmp_path, "caption")
     lines = text.splitlines()
     assert lines[0] == "caption"
-    assert lines[2].startswith("| Method | Dice (%) | % \\|J\\| <= 0 | SDlogJ | HD95 (mm) | Inference s / pair | Train s / iter")
+    assert lines[2].startswith("| Method | Dice (%) | % \\|J\\| <= 0 | SDlogJ (L2R) | HD95 (mm) | Inference s / pair | Train s / iter")
     assert lines[4] == "| Identity (no registration) | 64.00 ± 2.00 | 0.005 | 0.050 | 4.50 | 0.000 | n/a | n/a | 0 | 0 |"
     assert lines[5] == "| ANTs SyN (antspyx) | not installed (ImportError: No module named 'ants') | | | | | | | | |"
     assert lines[6] == "| LapIRN | 72.00 ± 2.00 | 0.005 | 0.050 | 4.50 | 0.250 | 1.50 | 850 | 305.5k | 0 |"

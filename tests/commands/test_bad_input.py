@@ -56,12 +56,19 @@ def test_register_rejects_bad_images(capsys, checkpoints, images, tmp_path, fixe
         ("other_architecture.pt", "does not match this model's architecture"),
         ("foreign.pt", "is not a llamareg checkpoint"),
         ("absent.pt", "does not exist"),
+        ("", "is a folder without model.safetensors"),
     ],
 )
 def test_register_rejects_bad_checkpoints(capsys, checkpoints, images, tmp_path, checkpoint, words):
     out = tmp_path / "out"
     argv = _register(checkpoints / checkpoint, images / "fixed.nii.gz", images / "moving.nii.gz", out)
     _assert_rejected(capsys, argv, out, checkpoint, words)
+
+
+def test_register_refuses_an_llm_for_a_baseline(capsys, checkpoints, images, tmp_path):
+    out = tmp_path / "out"
+    argv = _register(checkpoints / "voxelmorph.pt", images / "fixed.nii.gz", images / "moving.nii.gz", out, "--llm", "random:smollm2-135m")
+    _assert_rejected(capsys, argv, out, "--llm applies to LLaMA-Reg", "voxelmorph.pt is a voxelmorph model")
 
 
 def test_register_needs_one_pair_source(capsys, checkpoints, images, tmp_path):

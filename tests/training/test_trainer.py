@@ -20,7 +20,7 @@ def test_run_writes_metrics_and_checkpoints(tmp_path, tiny_config):
     metrics = run(tiny_config("train.max_iters=4"))
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["iterations"] == metrics["iterations"] == 4
-    for key in ("val_dice_identity", "val_dice", "val_folding_pct", "wall_seconds", "val_sdlogj"):
+    for key in ("val_dice_identity", "val_dice", "val_folding_pct", "wall_seconds", "val_sdlogj_l2r"):
         assert isinstance(written[key], float), key
     assert 0 < written["val_dice_identity"] < 1 and 0 < written["val_dice"] < 1
     assert [h["iteration"] for h in written["history"]] == [0, 2, 4]
@@ -55,6 +55,22 @@ def test_a_time_limit_stops_validates_and_checkpoints_the_run(tmp_path, tiny_con
     assert metrics["history"][-1]["iteration"] == metrics["iterations"]  # validated where it stopped
     assert read_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == metrics["iterations"]
     assert run(tiny_config("train.max_iters=2", out=tmp_path / "untimed"))["stopped_by"] == "max_iters"
+
+
+def test_loss_terms_are_read_from_the_device_only_when_logged(tiny_config, monkeypatch):
+    from llamareg.training.trainer import Trainer
+
+    reads = []
+    original = Trainer._read_terms
+    monkeypatch.setattr(Trainer, "_read_terms", lambda self, terms: reads.append(self.iteration) or original(self, terms))
+    metrics = run(tiny_config("train.max_iters=10", "train.log_every=5", "train.val_every=10", "train.checkpoint_every=0"))
+    assert reads == [5, 10] and [entry["iteration"] for entry in metrics["losses"]] == [5, 10]
+
+
+def test_a_diverging_run_stops_with_a_clear_error_before_saving(tiny_config, tmp_path):
+    with pytest.raises(FloatingPointError, match="lower train.lr or use train.precision=fp32"):
+        run(tiny_config("train.max_iters=6", "train.lr=1e30", "train.log_every=1", "train.precision=fp32", "train.flow_weight=0"))
+    assert not (tmp_path / "checkpoints" / "last.pt").exists() or read_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 0
 
 
 def test_resume_may_change_the_memory_layout_only(tiny_config):
