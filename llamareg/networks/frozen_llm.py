@@ -52,8 +52,14 @@ class FrozenLLM(nn.Module):
         return [name for name, _ in self.named_parameters() if "lora_" not in name]
 
     def train(self, mode: bool = True) -> "FrozenLLM":
-        # Pretrained layers stay in inference behaviour whatever the surrounding model does.
-        return super().train(False)
+        """The pretrained layers stay in inference behaviour whatever the surrounding model does; LoRA's
+        dropout (peft's ``lora_dropout`` modules, when LoRA is added) follows ``mode``, so that it is
+        active in training and off in evaluation."""
+        super().train(False)
+        for name, module in self.named_modules():
+            if name.split(".")[-1] == "lora_dropout":
+                module.train(mode)
+        return self
 
     def call(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
         """Run call number ``index`` on tokens ``hidden`` of shape (B, N, hidden_size)."""

@@ -5,7 +5,10 @@ import torch
 
 from llamareg.config import load_config
 from llamareg.data.factory import build_pair_datasets
+from llamareg.llm import load_llama_layers
+from llamareg.networks.frozen_llm import FrozenLLM
 from llamareg.networks.llamareg import build_model
+from llamareg.networks.lora import add_lora
 from llamareg.training.checkpoint import trainable_state
 from llamareg.training.objective import MultiScaleObjective
 from llamareg.training.precision import Precision
@@ -85,3 +88,20 @@ def test_lora_trains_only_lora_weights_yet_changes_the_llm_block(small_pairs):
     saved = trainable_state(model)
     assert any("lora_B" in key for key in saved)
     assert not any(f"llm.{name}" in saved for name in base)  # frozen pretrained weights are not copied
+
+
+def test_lora_dropout_is_active_in_training_only():
+    loaded = load_llama_layers("random:smollm2-135m", [-1])
+    llm = add_lora(FrozenLLM(loaded.layers, loaded.final_norm, 1), 4, 8.0, 0.5, ["q_proj", "v_proj"])
+    for name, parameter in llm.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.1)  # a LoRA branch that contributes
+    tokens = torch.randn(1, 6, llm.hidden_size)
+    llm.train()
+    assert not llm.layers[0].training  # the pretrained layers stay in inference mode
+    torch.manual_seed(0)
+    first = llm.call(0, tokens)
+    torch.manual_seed(1)
+    assert not torch.allclose(first, llm.call(0, tokens))  # dropout draws differ: it is on
+    llm.eval()
+    assert torch.equal(llm.call(0, tokens), llm.call(0, tokens))  # and off in evaluation
