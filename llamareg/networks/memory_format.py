@@ -45,13 +45,17 @@ def resolve_memory_format(name: str, device_type: str, precision: str) -> str:
 def set_memory_format(model: nn.Module, name: str) -> nn.Module:
     """Put every 5D parameter and buffer (the 3D convolution weights) of ``model`` in the named format,
     in place, and return ``model``. Other tensors are left as they are."""
-    memory_format = MEMORY_FORMATS[name]
     model.memory_format = name  # the networks' forward puts their inputs in it (to_memory_format)
+    _restride([*model.parameters(), *model.buffers()], MEMORY_FORMATS[name])
+    return model
+
+
+def _restride(tensors: list[torch.Tensor], memory_format: torch.memory_format) -> None:
+    """Lay out the 5D ``tensors`` in ``memory_format``, in place (their ``.data``)."""
     with torch.no_grad():
-        for tensor in list(model.parameters()) + list(model.buffers()):
+        for tensor in tensors:
             if tensor.dim() == 5 and not tensor.is_contiguous(memory_format=memory_format):
                 tensor.data = tensor.data.contiguous(memory_format=memory_format)
-    return model
 
 
 def to_memory_format(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -86,10 +90,7 @@ def contiguous_weights(model: nn.Module) -> nn.Module:
     weight fails its byte view). The network still puts its inputs in channels-last, and oneDNN then
     runs each convolution channels-last, converting the small weight tensor on the fly.
     """
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 5 and not parameter.is_contiguous():
-                parameter.data = parameter.data.contiguous()
+    _restride(list(model.parameters()), torch.contiguous_format)
     return model
 
 

@@ -167,7 +167,7 @@ def _relocate_store(root: Path) -> None:
     earlier = saved.get("folder")
     if not earlier or Path(earlier) == root:
         return
-    old, new = (Path(earlier) / DEFAULT_ARTIFACTS).as_uri(), (root / DEFAULT_ARTIFACTS).as_uri()
+    old, new = _artifact_location(_default_uri(Path(earlier))), _artifact_location(_default_uri(root))
     connection = sqlite3.connect(database)
     try:
         with connection:
