@@ -18,6 +18,10 @@ from llamareg.config import Config
 from llamareg.training.precision import cpu_has_bf16_units
 
 AUTO = "auto"
+# The plain trainer's optimizer: torch's fused Adam without weight decay. DeepSpeed's "Adam" is AdamW
+# (weight decay 0.01) unless adam_w_mode is false; fused is one kernel for all tensors (about 4x faster
+# per step than the per-tensor loop on the CPU).
+TORCH_ADAM = {"torch_adam": True, "adam_w_mode": False, "fused": True}
 LOG = logging.getLogger(__name__)
 
 
@@ -103,7 +107,7 @@ def load_deepspeed_config(
         precision = _precision_of(ds)
         if train.precision not in (AUTO, precision) and not (train.precision == "fp16" and device_type == "cpu"):
             raise ValueError(f"trains in {precision} but train.precision={train.precision}; set train.precision={precision} or auto")
-        optimizer = ds.setdefault("optimizer", {"type": "Adam", "params": {"torch_adam": True}})
+        optimizer = ds.setdefault("optimizer", {"type": "Adam", "params": dict(TORCH_ADAM)})
         _agree(optimizer.setdefault("params", {}), "lr", train.lr, "train.lr")
         stage = ds.get("zero_optimization", {}).get("stage", 0)
         if stage not in (0, 1, 2, 3):
