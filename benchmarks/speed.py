@@ -13,12 +13,22 @@ Groups:
 
 * ``--config`` (default ``cpu-default``) at its own shape: fp32 and bf16 autocast (what
   ``train.precision=auto`` picks on CPUs with bf16 units), each in the contiguous and the
-  channels-last layout (``model.memory_format``; ``--layout`` keeps one).
+  channels-last layout (``model.memory_format``; ``--layout`` keeps one); with ``--compile`` also the
+  ``train.precision=auto`` channels-last step through ``torch.compile`` (``train.compile=true``; the
+  worker's warm-up step compiles it).
 * ``paper-knee-3090`` at each of ``--paper-shapes`` (default 96x112x96) with a LLaMA-2-7B-shaped layer
   of random weights held in fp32 (``random:llama-2-7b``): fp32 in both layouts, and
   ``train.precision=auto`` channels-last (with the frozen layer stored in bf16 where ``auto`` is
   bf16); ``--paper-rounds`` rounds (default 3). Four 96x112x96 workers take about 16 GiB of memory;
   160x160x96 needs about 2.3x that.
+
+With ``--official PATH`` (a checkout of MingR-Ma/llama_reg, never committed here) each paper-preset
+group starts with the release's ``DualLLama`` at the same shape, fp32, with a LLaMA-2-7B-shaped layer
+(``speed_worker.py`` says how), so this checkout's ratio to the release is measured side by side.
+
+``--one-at-a-time`` starts each paper-preset variant's worker anew for each of its steps and closes it after, so only
+one model is in memory at a time (160x160x96 on a machine with less than about 40 GiB); the rounds still
+interleave the variants, and each timed step follows a warm-up step in the same process.
 
 With ``--baseline COMMIT`` (for example 5559755; checked out in a temporary git worktree) each group
 starts with that commit's row in fp32 (contiguous, its only layout): its ``cpu-default``, against
@@ -27,7 +37,8 @@ embedding, MSE, lambda 0.02, SmolLM2 layer called twice); and its ``paper-knee-3
 
 Usage:
     python benchmarks/speed.py [--config cpu-default] [--rounds 10] [--paper-shapes 96x112x96,160x160x96]
-        [--layout contiguous|channels_last] [--baseline 5559755] [--out benchmarks/results]
+        [--layout contiguous|channels_last] [--baseline 5559755] [--official PATH] [--one-at-a-time] [--compile]
+        [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -74,6 +85,7 @@ class Group:
     title: str
     rounds: int
     variants: list[Variant]
+    paper_size: bool = False  # --one-at-a-time applies to these groups
 
 
 class Worker:
@@ -114,6 +126,8 @@ def groups_for(args: argparse.Namespace, baseline: Path | None) -> list[Group]:
     preset = "cpu-template" if baseline else args.config
     variants = [Variant(f"{preset} {precision} {layout}", ROOT, preset, precision, layout)
                 for precision in ("fp32", "bf16") for layout in layouts]
+    if args.compile:
+        variants.append(Variant(f"{preset} {auto} {layouts[-1]} train.compile=true", ROOT, preset, auto, layouts[-1], ("train.compile=true",)))
     if baseline:
         variants.insert(0, Variant(f"{args.baseline} cpu-default fp32", baseline, "cpu-default", "fp32"))
     groups = [Group(f"{preset} at its shape" + (f" (against {args.baseline} cpu-default)" if baseline else ""), args.rounds, variants)]
@@ -128,30 +142,42 @@ def groups_for(args: argparse.Namespace, baseline: Path | None) -> list[Group]:
         variants.append(Variant(f"paper-knee-3090 {size} {auto_label} {layouts[-1]}", ROOT, "paper-knee-3090", auto, layouts[-1], auto_overrides))
         if baseline:
             variants.insert(0, Variant(f"{args.baseline} paper-knee-3090 {size} fp32", baseline, "paper-knee-3090", "fp32", "contiguous", overrides))
-        groups.append(Group(f"paper-knee-3090 at {size}, LLaMA-2-7B-shaped layer", args.paper_rounds, variants))
+        if args.official:
+            variants.insert(0, Variant(f"official release DualLLama {size} fp32", ROOT, f"official={args.official}", "fp32", "contiguous", overrides))
+        groups.append(Group(f"paper-knee-3090 at {size}, LLaMA-2-7B-shaped layer", args.paper_rounds, variants, paper_size=True))
     return groups
 
 
-def time_group(group: Group) -> list[dict]:
-    """Interleaved rounds of the group's workers, then one profiled step and the peak memory of each."""
-    workers = [Worker(variant) for variant in group.variants]
+def time_group(group: Group, one_at_a_time: bool = False) -> list[dict]:
+    """Interleaved rounds of the group's workers, then one profiled step and the peak memory of each.
+
+    With ``one_at_a_time`` each step gets a fresh worker (closed after it), so one model is in memory at a time.
+    """
+    count = len(group.variants)
+    times: list[list[float]] = [[] for _ in range(count)]
+    profiles, memory, losses = [None] * count, [None] * count, [None] * count
+    workers = [] if one_at_a_time else [Worker(variant) for variant in group.variants]
     try:
-        times: list[list[float]] = [[] for _ in workers]
-        for _ in range(group.rounds):
-            for index, worker in enumerate(workers):
+        for round_index in range(group.rounds):
+            for index, variant in enumerate(group.variants):
+                worker = Worker(variant) if one_at_a_time else workers[index]
                 times[index].append(worker.ask("step")["seconds"])
-        profiles = [worker.ask("profile") for worker in workers]
-        memory = [worker.ask("memory")["peak_rss_mib"] for worker in workers]
+                losses[index] = worker.ready["loss"]
+                if round_index == group.rounds - 1:
+                    profiles[index] = worker.ask("profile")
+                    memory[index] = worker.ask("memory")["peak_rss_mib"]
+                if one_at_a_time:
+                    worker.close()
     finally:
         for worker in workers:
             worker.close()
     reference = statistics.median(times[0])
     rows = []
-    for variant, worker, seconds, kernel_profile, peak in zip(group.variants, workers, times, profiles, memory):
+    for variant, loss, seconds, kernel_profile, peak in zip(group.variants, losses, times, profiles, memory):
         median = statistics.median(seconds)
         rows.append({"label": variant.label, "preset": variant.preset, "precision": variant.precision, "layout": variant.layout,
                      "overrides": list(variant.overrides), "median_seconds": median, "seconds": seconds, "speedup": reference / median,
-                     "loss": worker.ready["loss"], "profile": kernel_profile, "peak_rss_mib": peak})
+                     "loss": loss, "profile": kernel_profile, "peak_rss_mib": peak})
         print(f"{variant.label}: {median:.3f} s per step ({reference / median:.2f}x)", flush=True)
     return rows
 
@@ -195,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="shapes of the paper-preset groups, comma-separated; '' for none (default 96x112x96)")
     parser.add_argument("--paper-rounds", type=int, default=3, help="interleaved rounds of each paper-preset group (default 3)")
     parser.add_argument("--layout", choices=("contiguous", "channels_last"), help="time only this layout (default both)")
+    parser.add_argument("--compile", action="store_true", help="add the first group's auto-precision row under torch.compile (train.compile)")
+    parser.add_argument("--official", metavar="PATH", help="a MingR-Ma/llama_reg checkout: time its DualLLama in each paper-preset group")
+    parser.add_argument("--one-at-a-time", action="store_true", help="paper-preset groups: a fresh worker per step, one model in memory at a time")
     parser.add_argument("--out", default="benchmarks/results", help="results folder (speed.md and .json, or speed_vs_<commit>.*)")
     args = parser.parse_args(argv)
     if args.rounds < 3 or args.paper_rounds < 1:
@@ -205,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             baseline = Path(scratch) / "baseline"
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline], check=True, capture_output=True)
         try:
-            groups = [{"title": group.title, "rounds": group.rounds, "rows": time_group(group)} for group in groups_for(args, baseline)]
+            groups = [{"title": group.title, "rounds": group.rounds, "rows": time_group(group, args.one_at_a_time and group.paper_size)} for group in groups_for(args, baseline)]
         finally:
             if baseline:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], capture_output=True)

@@ -13,6 +13,12 @@ older commit side by side.
 The memory layout is this checkout's ``model.memory_format``; a commit from before that key has
 contiguous convolutions only.
 
+With the preset ``official=PATH`` it times the same step of the official release's ``DualLLama``
+instead (``PATH/submission_version/models/{model,llama}.py`` of a MingR-Ma/llama_reg checkout, imported
+from there and never copied here): one LLaMA-2-7B-shaped ``LLaMATransformer`` layer of random weights,
+frozen as the release's ``train.py`` freezes it, called twice, at the shape of the ``data.shape=[D, H, W]``
+override; its three flows (1/4, 1/2, full) go through this checkout's objective.
+
 Usage (by speed.py): python speed_worker.py PRESET {fp32,bf16} {contiguous,channels_last} [KEY=VALUE ...]
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import resource
 import sys
 import time
@@ -31,7 +38,56 @@ CONV_KERNELS = ("aten::slow_conv3d_forward", "aten::mkldnn_convolution", "aten::
                 "aten::copy_", "aten::cat", "aten::mm")
 
 
+# The release's LLaMA-2-7B configuration (train.py): only layer 31 of 32 is built.
+OFFICIAL_LLAMA = {"dim": 4096, "multiple_of": 256, "n_heads": 32, "n_layers": 32, "norm_eps": 1.0e-6, "vocab_size": -1, "first_layer": 31}
+
+
+def _shape_of(overrides: list[str]) -> tuple[int, int, int]:
+    for override in overrides:
+        if override.startswith("data.shape="):
+            return tuple(int(size) for size in override.split("=", 1)[1].strip("[]").split(","))
+    raise SystemExit("official=PATH needs a data.shape=[D, H, W] override")
+
+
+def build_official(path: str, precision: str, layout: str, overrides: list[str]):
+    """The release's DualLLama and its first-step training step (see the module docstring)."""
+    from llamareg.training.objective import MultiScaleObjective
+
+    if layout != "contiguous":
+        raise SystemExit("the official release runs in the contiguous layout only")
+    code = os.path.join(path, "submission_version", "models")
+    if not os.path.isfile(os.path.join(code, "model.py")):
+        raise SystemExit(f"--official {path}: no submission_version/models/model.py; give a checkout of MingR-Ma/llama_reg")
+    sys.path[:0] = [code]  # model.py and llama.py import their neighbours by bare name
+    from llama import LLaMATransformer
+    from model import DualLLama
+
+    shape = _shape_of(overrides)
+    torch.manual_seed(0)
+    llama = LLaMATransformer(OFFICIAL_LLAMA)
+    model = DualLLama(in_channel=16, llama_model=llama, imgshape=shape, patch=tuple(size // 16 for size in shape))
+    model.llama_block[2].requires_grad_(False)  # as the release's train.py
+    model.llama_block[5].requires_grad_(False)
+    objective = MultiScaleObjective("mse", 0.02, (0.25, 0.5, 1.0))
+    generator = torch.Generator().manual_seed(1)
+    moving, fixed = torch.rand(1, 1, *shape, generator=generator), torch.rand(1, 1, *shape, generator=generator)
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+
+    def step() -> float:
+        model.zero_grad(set_to_none=True)
+        with autocast():
+            outputs = model(moving, fixed)
+        flows = [outputs[1], outputs[4], outputs[7]]  # f1 (1/4), f2 (1/2), f3 (full)
+        loss = objective(moving, fixed, flows)[0]
+        loss.backward()
+        return loss.item()
+
+    return step
+
+
 def build(preset: str, precision: str, layout: str, overrides: list[str]):
+    if preset.startswith("official="):
+        return build_official(preset.split("=", 1)[1], precision, layout, overrides)
     from llamareg.config import ModelConfig, load_config
     from llamareg.networks.llamareg import build_model
     from llamareg.training.objective import MultiScaleObjective
@@ -43,6 +99,7 @@ def build(preset: str, precision: str, layout: str, overrides: list[str]):
     config = load_config(preset, ["train.device=cpu", *overrides])
     torch.manual_seed(0)
     model = build_model(config)
+    network = torch.compile(model) if getattr(config.train, "compile", False) else model  # as the trainer does
     objective = MultiScaleObjective(config.train.similarity, config.train.reg_weight, config.train.scale_weights)
     generator = torch.Generator().manual_seed(1)
     shape = tuple(config.data.shape)
@@ -52,7 +109,7 @@ def build(preset: str, precision: str, layout: str, overrides: list[str]):
     def step() -> float:
         model.zero_grad(set_to_none=True)
         with autocast():
-            flows = model(moving, fixed)["flows"]
+            flows = network(moving, fixed)["flows"]
         loss = objective(moving, fixed, flows)[0]
         loss.backward()
         return loss.item()

@@ -194,6 +194,10 @@ class TrainConfig:
         scale_weights: Loss weights of the flows, coarsest first: LLaMA-Reg's 1/4, 1/2 and full-resolution
             flows (paper: 0.25/0.5/1.0); one weight for single-field baselines; LapIRN's three levels.
         precision: ``auto`` (fp16 AMP on CUDA; bf16 autocast on CPUs with bf16 units, else fp32), ``fp32``, ``bf16`` or ``fp16``.
+        compile: Train the model through ``torch.compile`` (a DeepSpeed engine through its ``compile()``).
+            The first iterations take longer while it compiles; on a 2-core CPU it gains nothing
+            (benchmarks/results/compile/speed.md); on CUDA it is unmeasured. Validation, ``register``
+            and ``evaluate`` run the model uncompiled.
         val_every: Validate (and keep the best checkpoint) every this many iterations.
         checkpoint_every: Also write the resume point (``last.pt``, or a DeepSpeed checkpoint) every
             this many iterations between validations, so that a killed run loses at most that much
@@ -222,6 +226,7 @@ class TrainConfig:
     flow_weight: float = 0.0
     scale_weights: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
     precision: str = "auto"
+    compile: bool = False
     val_every: int = 100
     checkpoint_every: int = 100
     log_every: int = 10

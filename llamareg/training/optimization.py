@@ -47,7 +47,10 @@ class LocalOptimization:
     """
 
     def __init__(self, model: nn.Module, config: Config, device: torch.device) -> None:
-        self.network = model
+        self.model = model
+        # compiled or not, the weights are the model's own (its state dict has no "_orig_mod." prefix)
+        self.network = torch.compile(model) if config.train.compile else model
+        self.evaluation_network = model  # validation runs uncompiled: no second compilation for eval mode
         self.precision = Precision.resolve(config.train.precision, device)
         self.precision_name = self.precision.name
         self.input_dtype = torch.float32  # autocast casts inside the model
@@ -73,7 +76,7 @@ class LocalOptimization:
         return True
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return trainable_state(self.network)
+        return trainable_state(self.model)
 
     def save(self, state: dict[str, Any], checkpoint_dir: Path, best: bool) -> None:
         payload = {**state, "model": self.trainable_state(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
@@ -91,7 +94,7 @@ class LocalOptimization:
             raise _missing(checkpoint_dir)
         payload = read_checkpoint(path)
         check(payload)
-        load_model_state(self.network, payload, str(path))
+        load_model_state(self.model, payload, str(path))
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
         return payload
@@ -115,7 +118,9 @@ class DeepSpeedOptimization:
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, model_parameters=model.trainable_parameters(), config=ds_config
         )
-        self.network = self.engine
+        if config.train.compile:
+            self.engine.compile()
+        self.network = self.evaluation_network = self.engine  # under ZeRO-3 every forward goes through the engine
         self.precision = Precision.resolve("fp32", self.engine.device)  # the engine casts; no autocast on top
         self.precision_name = config.train.precision
         self.input_dtype = INPUT_DTYPES[config.train.precision]

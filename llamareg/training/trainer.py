@@ -231,7 +231,7 @@ class Trainer:
         count, ranks = len(self.val_pairs), self.context.world_size
         mine = list(range(self.context.rank, -(-count // ranks) * ranks, ranks))
         shown = Subset(self.val_pairs, [index % count for index in mine])
-        records = evaluate_pairs(self.optimization.network, self._loader(shown, 1), self.device, self.precision,
+        records = evaluate_pairs(self.optimization.evaluation_network, self._loader(shown, 1), self.device, self.precision,
                                  self.optimization.input_dtype)
         kept = {index: record for index, record in zip(mine, records) if index < count}
         merged: dict[int, dict[str, Any]] = {}
