@@ -10,9 +10,10 @@ from llamareg.networks.memory_format import contiguous_weights, memory_format_of
 from llamareg.training.objective import MultiScaleObjective
 
 
-def _step(config, moving, fixed):
+def _step(config, moving, fixed, dtype=torch.float32):
     torch.manual_seed(0)
-    model = build_model(config)
+    model = build_model(config).to(dtype)
+    moving, fixed = moving.to(dtype), fixed.to(dtype)
     objective = MultiScaleObjective(config.train.similarity, config.train.reg_weight, config.train.scale_weights)
     loss = objective(moving, fixed, model(moving, fixed)["flows"])[0]
     loss.backward()
@@ -40,8 +41,18 @@ def test_channels_last_gives_the_contiguous_loss_and_gradients(preset, shape, sm
     (reference_loss, reference), (loss, grads) = results["contiguous"], results["channels_last"]
     assert loss == pytest.approx(reference_loss, rel=1e-5)
     assert grads.keys() == reference.keys() and grads
-    for name, g_ref in reference.items():
-        assert (grads[name] - g_ref).norm() <= 1e-4 * g_ref.norm() + 1e-12, name
+    far = [name for name, g_ref in reference.items() if (grads[name] - g_ref).norm() > 1e-4 * g_ref.norm() + 1e-12]
+    if far:
+        # Encoder gradients are sums of near-cancelling terms 1e3 times smaller than the flow heads'
+        # (the heads start near zero), so on some CPUs float32 rounding alone moves one of them by
+        # 1.3e-4 of its norm in either layout. There the fast layout must be as close to float64 as
+        # the contiguous one is, within a factor of 10: a layout bug is off by O(1) of the norm.
+        config = load_config(preset, [f"data.shape=[{', '.join(map(str, shape))}]", "model.memory_format=contiguous",
+                                      "train.device=cpu"])
+        exact = _step(config, moving, fixed, torch.float64)[2]
+        for name in far:
+            own_error = (reference[name].double() - exact[name]).norm()
+            assert (grads[name].double() - exact[name]).norm() <= 10 * own_error + 1e-4 * exact[name].norm(), name
 
 
 def test_the_factory_picks_channels_last_where_it_is_fast():
