@@ -84,6 +84,10 @@ class LlamaMLP(nn.Module):
 class LlamaDecoderLayer(nn.Module):
     """Pre-norm LLaMA decoder layer: x + attn(norm(x)), then + mlp(norm(.)).
 
+    The residual stream and the norms run in the input's dtype and in fp32 respectively; attention and
+    MLP run in the weights' dtype (fp16 or bf16 weights on a GPU), so fp16 weights are safe for
+    activations of any magnitude.
+
     Parameter names match Hugging Face's (``self_attn.q_proj.weight``, ``mlp.gate_proj.weight``,
     ``input_layernorm.weight``, ...), so a Hugging Face layer's state dict loads directly.
 
@@ -106,5 +110,9 @@ class LlamaDecoderLayer(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.spec.hidden_size:
             raise ValueError(f"LlamaDecoderLayer expects (batch, tokens, {self.spec.hidden_size}), "
                              f"got {tuple(x.shape)}")
-        x = x + self.self_attn(self.input_layernorm(x))
-        return x + self.mlp(self.post_attention_layernorm(x))
+        # The residual stream stays in x's dtype (fp32 from FrozenLLM) and only the normalised input of
+        # each sublayer goes to the weights' dtype: fp16 holds at most 65504, and the adapters in front of
+        # the block bound nothing, so an fp16 residual stream could overflow to inf.
+        weight_dtype = self.input_layernorm.weight.dtype
+        x = x + self.self_attn(self.input_layernorm(x).to(weight_dtype)).to(x.dtype)
+        return x + self.mlp(self.post_attention_layernorm(x).to(weight_dtype)).to(x.dtype)

@@ -10,8 +10,9 @@ class FrozenLLM(nn.Module):
     """Frozen decoder layers called ``calls`` times, each call followed by the model's final RMSNorm.
 
     Call ``i`` runs ``layers[i % len(layers)]``: one layer and two calls is the paper's block (layer 31
-    of LLaMA-2-7B twice). Inputs are cast to the layers' dtype (e.g. fp16 weights on a GPU) and the
-    result back, so the trainable parts around the block can stay in fp32.
+    of LLaMA-2-7B twice). The residual stream runs in fp32 and only attention and MLP in the layers'
+    dtype (e.g. fp16 weights on a GPU), so that unbounded adapter outputs cannot overflow fp16; the
+    result goes back to the input's dtype.
 
     Args:
         layers: Pretrained decoder layers (see :func:`llamareg.llm.load_llama_layers`).
@@ -64,8 +65,7 @@ class FrozenLLM(nn.Module):
     def call(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
         """Run call number ``index`` on tokens ``hidden`` of shape (B, N, hidden_size)."""
         layer = self.layers[index % len(self.layers)]
-        weight_dtype = layer.input_layernorm.weight.dtype
-        out = layer(hidden.to(weight_dtype))
+        out = layer(hidden.float())  # residual stream in fp32 whatever the weights' dtype (see LlamaDecoderLayer)
         if self.final_norm is not None:
-            out = self.final_norm(out)
+            out = self.final_norm(out).float()
         return out.to(hidden.dtype)
