@@ -9,11 +9,12 @@ Every learned method trains through ``llamareg.commands.train.run`` (same data, 
 Adam, loop and MLflow tracking) for ``--iters`` iterations. Multi-phase schedules split that budget:
 LapIRN level by level in its release's proportions (30k : 2k : 28k : 2k : 58k), LLaMA-Reg three steps
 as cpu-cascade (450 : 150 : 150, i.e. 60/20/20 %). Validation runs only at the start and end of each
-phase. Each method then registers the held-out validation pairs with its final weights, reloaded
-from the checkpoint into a freshly built model; per pair: mean foreground Dice of the labels warped
-(nearest neighbour), % of voxels with det J <= 0, SD of log det J (clipped), HD95 (mm) and the seconds
-of one registration (network forward; for ANTs the whole ``ants.registration`` call). Each method
-runs in its own process, so peak resident memory is its own.
+phase. Each method then registers the held-out pairs (a shard folder's test pairs, else the data's
+validation pairs) with its final weights, reloaded from the checkpoint into a freshly built model;
+per pair: mean foreground Dice of the labels warped (nearest neighbour), % of voxels with det J <= 0,
+SD of log det J (clipped), HD95 (mm) and the seconds of one registration (network forward; for ANTs
+the whole ``ants.registration`` call). Each method runs in its own process, so peak resident memory
+is its own.
 
 Outputs in ``--out``: ``table.md``, ``table.csv``, ``pairs.csv`` (per pair), ``results.json``,
 ``dice_boxplot.png``; ``mlflow.db`` and ``mlartifacts/`` (experiment ``compare``: one run per method,
@@ -127,12 +128,18 @@ def spacing_of(config) -> tuple[tuple[float, float, float], str]:
 
 
 def evaluation_pairs(config):
-    """The held-out validation pairs of ``config``'s data (embedded: only the validation subjects are made;
-    they do not depend on the training subjects)."""
+    """The pairs every method is scored on: a shard folder's test pairs, which no checkpoint was chosen on;
+    otherwise the held-out validation pairs of ``config``'s data (template: only the validation subjects
+    are made; they do not depend on the training subjects)."""
     import dataclasses
 
-    from llamareg.data.factory import build_pair_datasets
+    from llamareg.data.factory import build_pair_datasets, shard_pairs
+    from llamareg.data.shards.reader import ShardSet
 
+    if config.data.source not in ("synth", "template"):
+        shards = ShardSet(config.data.source)
+        if "test" in shards.manifest["pairs"]:
+            return shard_pairs(shards, "test")
     if config.data.source == "template":
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, num_train_subjects=2),
                                      train=dataclasses.replace(config.train, max_iters=1))

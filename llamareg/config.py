@@ -127,13 +127,13 @@ class DataConfig:
             MNI152 template shipped with nilearn: a network trained on it learns that template, so its
             results do not carry to other anatomy) or the path of a shard folder written by
             ``data_tools/build_shards.py`` (volumes streamed from its shards, validation on its
-            ``eval_pairs.json``).
+            ``val_pairs.json``; its ``test_pairs.json`` is never read in training).
         shape: Volume shape (D, H, W); each side divisible by 16. Also sets the positional grid. A
             shard folder's volumes must have this shape (its manifest says which).
         num_train_subjects: Synthetic training subjects (template source).
         num_val_subjects: Held-out synthetic subjects for validation (template source).
         num_val_pairs: Fixed validation pairs (synth: drawn from the validation seed stream; template:
-            from the held-out subjects; a shard folder: the first this many of its ``eval_pairs.json``).
+            from the held-out subjects; a shard folder: the first this many of its ``val_pairs.json``).
         spacing_mm: Isotropic voxel size of the training volumes; ``register`` and ``evaluate`` resample
             images to it.
         max_displacement: Largest deformation of an image from its label map or template, in voxels.

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from llamareg.atomic import check_out_folder, write_json
+from llamareg.config import Config
+from llamareg.data.shards.pair_list import resolve_path
+from llamareg.data.shards.reader import ShardSet
 from llamareg.evaluation.figures import dice_boxplot, pair_figure
 from llamareg.evaluation.metrics import pair_metrics
 from llamareg.evaluation.report import PairRecord, markdown_summary, per_label_csv, per_pair_csv, summarise, write_text
 from llamareg.export.challenge import FORMATS, export_name, voxel_map, write_displacement
 from llamareg.inference.grid import grid_options
 from llamareg.inference.model_io import load_trained_model
-from llamareg.inference.pairs import PAIR_KEYS, check_pair, load_pair, read_pair_list
+from llamareg.inference.pairs import PAIR_KEYS, PairPaths, check_pair, load_pair, read_pair_list
 from llamareg.inference.refine import DEFAULT_LR, check_options
 from llamareg.inference.registration import grid_of, register_pair, warp_to_fixed
 
@@ -24,7 +28,8 @@ PAIRS.json is a JSON list of objects with the keys fixed, moving, fixed_labels a
 (NIfTI paths; relative paths are resolved against the JSON file's folder). Every pair is registered
 as `llamareg register` does (the model grid: the training voxel size or --spacing, over the fixed
 image's box rounded to the nearest multiples of 16 voxels or --shape; --refine: coarse to fine up to the fixed
-image's own voxels) and scored on the fixed image's grid.
+image's own voxels) and scored on the fixed image's grid. For a model trained from a shard folder,
+give its test_pairs.json: a pair using one of the run's training or validation subjects is refused.
 
 Writes to --out: metrics_per_label.csv (a row per pair and label: Dice before/after, HD95 in mm),
 metrics_per_pair.csv (mean Dice, % |J| <= 0, Learn2Reg's SDlogJ, LUMIR's NDV, mean HD95, seconds), summary.json,
@@ -53,6 +58,36 @@ def _export_target(export: list[str] | None, overwrite: bool) -> tuple[str | Non
     if kind not in FORMATS:
         raise ValueError(f"--export must be one of {', '.join(FORMATS)}, got '{kind}'")
     return kind, check_out_folder(folder, ("disp_*",), overwrite, option="--export")
+
+
+def check_held_out(pairs_file: str | os.PathLike, pairs: list[PairPaths], config: Config) -> None:
+    """Refuse pairs that use a subject the checkpoint's run trained or validated on.
+
+    Only a run trained from a shard folder that exists here can be checked: its manifest lists the
+    run's training and validation subjects, whose images are compared with the pairs' moving and
+    fixed images as absolute paths (symlinks not followed, as the shard reader resolves them).
+
+    Raises:
+        ValueError: naming the pair, the subject and ``data.source``, and pointing to the test pairs.
+    """
+    source = config.data.source
+    if source in ("synth", "template") or not Path(source).is_dir():
+        return
+    try:
+        shards = ShardSet(source)
+    except (FileNotFoundError, ValueError):
+        # No manifest of this format (an unfinished or older build): it lists no subjects to compare with.
+        return
+    used = {"training": shards.subject_images(["train"]), "validation": shards.subject_images(["val"])}
+    test = shards.manifest["pairs"].get("test")
+    where = Path(source) / test if test else "test_pairs.json of a shard folder built with a test split"
+    for index, pair in enumerate(pairs):
+        for image in (pair.moving, pair.fixed):
+            path = resolve_path(os.fspath(image), os.getcwd())
+            for role, images in used.items():
+                if path in images:
+                    raise ValueError(f"--pairs {pairs_file} pair {index} uses {images[path]}, a {role} subject of the checkpoint's run "
+                                     f"(data.source={source}); evaluate on test pairs ({where})")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +132,7 @@ def execute(args: argparse.Namespace) -> int:
 
         check_run(args.mlflow_run_id, args.tracking_uri)
     trained = load_trained_model(args.checkpoint, llm=args.llm, device=args.device)
+    check_held_out(args.pairs, pairs, trained.config)
     records, panels = [], {}
     for index, (pair, headers) in enumerate(zip(pairs, opened)):
         loaded = load_pair(pair, headers)

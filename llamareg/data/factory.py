@@ -23,8 +23,9 @@ def build_pair_datasets(config: Config) -> tuple[Dataset | IterableDataset, Data
     ``synth``: map-style synthetic pairs whose item i is a pure function of the seeds and i, training
     and validation from disjoint seed streams. ``template``: pairs of subjects warped from the MNI152
     template (training and validation subjects from disjoint seeds). A shard folder: an endless stream
-    of pairs (:class:`~llamareg.data.shards.reader.ShardPairStream`), validated on the first
-    ``data.num_val_pairs`` pairs of its ``eval_pairs.json``, read from its shards by key.
+    of pairs (:class:`~llamareg.data.shards.reader.ShardPairStream`) of its training subjects,
+    validated on the first ``data.num_val_pairs`` pairs of its ``val_pairs.json`` (validation subjects
+    set aside from the training ones), read from its shards by key; its test pairs are never read.
 
     Raises:
         ValueError: ``data.source`` is neither ``synth``, ``template`` nor a shard folder, or the
@@ -98,13 +99,22 @@ def check_data_source(config: Config) -> ShardSet | None:
     return shards
 
 
-def _shard_pair_datasets(config: Config) -> tuple[ShardPairStream, EvaluationPairs]:
-    data = config.data
-    shards = check_data_source(config)
-    pairs = shards.eval_pairs()[: data.num_val_pairs]
+def shard_pairs(shards: ShardSet, role: str, count: int | None = None) -> EvaluationPairs:
+    """The first ``count`` pairs (all with ``None``) of a shard folder's ``role`` pair list (``val`` or
+    ``test``), their volumes read from its shards by key.
+
+    Raises:
+        ValueError: as :meth:`ShardSet.pairs`.
+    """
+    pairs = shards.pairs(role)[:count]
     keys = sorted({key for pair in pairs for key in pair})
     volumes = shards.load(keys)
     index = {key: position for position, key in enumerate(keys)}
-    val = EvaluationPairs([volumes[key] for key in keys], [(index[moving], index[fixed]) for moving, fixed in pairs])
+    return EvaluationPairs([volumes[key] for key in keys], [(index[moving], index[fixed]) for moving, fixed in pairs])
+
+
+def _shard_pair_datasets(config: Config) -> tuple[ShardPairStream, EvaluationPairs]:
+    data = config.data
+    val = shard_pairs(check_data_source(config), "val", data.num_val_pairs)
     train = ShardPairStream(data.source, seed=config.train.seed, pool_size=data.shuffle_buffer)
     return train, val

@@ -2,8 +2,9 @@
 
 * ``learn2reg``: a Learn2Reg dataset JSON (e.g. ``OASIS_dataset.json``) with ``training`` entries
   ``{"image", "label"}`` and ``registration_val`` entries ``{"fixed", "moving"}``, paths relative to
-  the JSON. Subjects named in ``registration_val`` are the validation subjects and its pairs the
-  evaluation pairs; a validation image missing from ``training`` takes its label from ``labelsTr``.
+  the JSON. Subjects named in ``registration_val`` are the test subjects and its pairs the test
+  pairs (Learn2Reg's validation pairs are the test set of papers that report on them); a test image
+  missing from ``training`` takes its label from ``labelsTr``.
 * ``oasis``: the OASIS release, one folder per subject holding ``aligned_norm.nii.gz`` (image) and
   ``aligned_seg35.nii.gz`` (35 labels).
 * ``oai``: one folder per knee holding ``image.nii.gz`` and binary masks ``femur``, ``tibia``,
@@ -11,7 +12,7 @@
   merged into one label map with the ids of :data:`OAI_LABELS`.
 * ``folder``: a folder with ``images/`` and ``labels/`` (same file names; a missing label file
   leaves that subject unlabelled), or a CSV with columns ``image`` and optionally ``label``, ``key``
-  and ``split`` (``train``/``val``), paths relative to the CSV.
+  and ``split`` (``train``/``val``/``test``), paths relative to the CSV.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LAYOUTS = ("learn2reg", "oasis", "oai", "folder")
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 OASIS_IMAGE = "aligned_norm.nii.gz"
@@ -47,7 +48,7 @@ class SubjectRecord:
         image: The image file.
         labels: Its label map file, or ``None``.
         label_masks: ``{label id: binary mask file}`` merged into one label map (OAI), or empty.
-        split: ``train`` or ``val`` when the dataset says so, ``None`` to let the builder decide.
+        split: ``train``, ``val`` or ``test`` when the dataset says so, ``None`` to let the builder decide.
     """
 
     key: str
@@ -68,15 +69,15 @@ class SubjectRecord:
 
 @dataclass
 class DiscoveredDataset:
-    """The subjects of a dataset and, when the dataset fixes them, its evaluation pairs.
+    """The subjects of a dataset and, when the dataset fixes them, its test pairs.
 
     Attributes:
         subjects: In a stable order (sorted by key unless the dataset lists an order).
-        eval_pairs: ``(moving key, fixed key)`` pairs, or ``None`` when the dataset has none.
+        test_pairs: ``(moving key, fixed key)`` pairs, or ``None`` when the dataset has none.
     """
 
     subjects: list[SubjectRecord]
-    eval_pairs: list[tuple[str, str]] | None = None
+    test_pairs: list[tuple[str, str]] | None = None
 
 
 def subject_key(text: str) -> str:
@@ -120,7 +121,7 @@ def _check_unique(subjects: list[SubjectRecord], where: Path) -> list[SubjectRec
 
 
 def discover_learn2reg(path: Path) -> DiscoveredDataset:
-    """Subjects and ``registration_val`` pairs of a Learn2Reg dataset JSON (or the folder holding one)."""
+    """Subjects and ``registration_val`` pairs (the test pairs) of a Learn2Reg dataset JSON (or the folder holding one)."""
     if path.is_dir():
         candidates = sorted(path.glob("*.json"))
         if len(candidates) != 1:
@@ -142,9 +143,9 @@ def discover_learn2reg(path: Path) -> DiscoveredDataset:
         image = _absolute(entry["image"], folder)
         labels = _absolute(entry["label"], folder) if isinstance(entry.get("label"), str) else None
         by_image[image] = SubjectRecord(subject_key(image.name), image, labels)
-    eval_pairs = None
+    test_pairs = None
     if description.get("registration_val"):
-        eval_pairs = []
+        test_pairs = []
         for index, entry in enumerate(description["registration_val"]):
             if not isinstance(entry, dict) or not all(isinstance(entry.get(role), str) for role in ("fixed", "moving")):
                 raise ValueError(f"{path}: registration_val entry {index} must hold 'fixed' and 'moving' paths, got {entry!r}")
@@ -157,10 +158,10 @@ def discover_learn2reg(path: Path) -> DiscoveredDataset:
                     if labels == image or not labels.is_file():
                         raise ValueError(f"{path}: registration_val names {image}, whose label map was not found at {labels}")
                     known = SubjectRecord(subject_key(image.name), image, labels)
-                by_image[image] = SubjectRecord(known.key, known.image, known.labels, split="val")
+                by_image[image] = SubjectRecord(known.key, known.image, known.labels, split="test")
                 keys[role] = known.key
-            eval_pairs.append((keys["moving"], keys["fixed"]))
-    return DiscoveredDataset(_check_unique(list(by_image.values()), path), eval_pairs)
+            test_pairs.append((keys["moving"], keys["fixed"]))
+    return DiscoveredDataset(_check_unique(list(by_image.values()), path), test_pairs)
 
 
 def discover_oasis(folder: Path) -> DiscoveredDataset:
@@ -211,7 +212,7 @@ def _discover_csv(path: Path) -> DiscoveredDataset:
             raise ValueError(f"{path} line {number}: empty image path")
         split = (row.get("split") or "").strip() or None
         if split is not None and split not in SPLITS:
-            raise ValueError(f"{path} line {number}: split must be train or val, got '{split}'")
+            raise ValueError(f"{path} line {number}: split must be train, val or test, got '{split}'")
         image = _absolute(row["image"].strip(), path.parent)
         labels = _absolute(row["label"].strip(), path.parent) if (row.get("label") or "").strip() else None
         key = subject_key((row.get("key") or "").strip() or image.name)

@@ -87,5 +87,5 @@ def data_description(config: Config) -> str:
         )
     return (
         f"volumes of the shard folder {data.source} (data_tools/build_shards.py) at {grid}; validation on the "
-        f"first {data.num_val_pairs} pairs of its eval_pairs.json"
+        f"first {data.num_val_pairs} pairs of its val_pairs.json"
     )

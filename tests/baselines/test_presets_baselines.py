@@ -1,16 +1,18 @@
 """The baseline presets (issue 7): configs, models built by ``build_model`` for two shapes, config checks,
-and the comparison benchmark's table writer."""
+and the comparison benchmark's table writer and evaluation pairs."""
 
 import csv
 import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from llamareg.baselines import CPU_SCALING, SCALE_WEIGHTS
 from llamareg.config import load_config, preset_names
+from llamareg.data.shards import ShardSetWriter
 from llamareg.networks.llamareg import build_model, check_llm_source
 from llamareg.spatial.functional import warp
 
@@ -155,3 +157,21 @@ def test_compare_splits_the_budget_over_schedule_phases(compare):
     config = load_config("cpu-lapirn", overrides)
     assert config.train.step_iters == [38, 3, 35, 2, 72] and config.train.val_every == 72
     assert config.tracking.experiment == "compare" and config.tracking.uri == "sqlite:////tmp/x/mlflow.db"
+
+
+def test_compare_scores_a_shard_folder_on_its_test_pairs(compare, tmp_path):
+    writer = ShardSetWriter(tmp_path / "shards")
+    keys = {"train": ["t0", "t1"], "val": ["v0", "v1"], "test": ["x0", "x1"]}
+    for split, names in keys.items():
+        for key in names:
+            writer.add(key, split, np.zeros((16, 16, 16), np.float32), np.zeros((16, 16, 16), np.int64), np.eye(4),
+                       {"image": tmp_path / f"{key}.nii.gz", "labels": None})
+
+    def pair(moving, fixed):
+        return {"moving": tmp_path / f"{moving}.nii.gz", "fixed": tmp_path / f"{fixed}.nii.gz",
+                "moving_labels": tmp_path / "l.nii.gz", "fixed_labels": tmp_path / "l.nii.gz"}
+
+    writer.finish([pair("v0", "v1")], [pair("x0", "x1"), pair("x1", "x0")], {"layout": "test"})
+    config = load_config("cpu-default", [f"data.source={tmp_path / 'shards'}", "data.shape=[16,16,16]"])
+    pairs = compare.evaluation_pairs(config)
+    assert [(p["moving_name"], p["fixed_name"]) for p in pairs] == [("x0", "x1"), ("x1", "x0")]  # not the validation pairs

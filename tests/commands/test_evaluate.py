@@ -1,13 +1,20 @@
-"""``llamareg evaluate``: CSV, Markdown table, PNG figures and MLflow logging, from a trained checkpoint."""
+"""``llamareg evaluate``: CSV, Markdown table, PNG figures and MLflow logging, from a trained checkpoint; pairs of a run's own
+training or validation subjects are refused."""
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
 from llamareg.cli import main
+from llamareg.commands.evaluate import check_held_out
+from llamareg.config import config_from_dict
+from llamareg.data.shards import ShardSetWriter
+from llamareg.inference.pairs import read_pair_list
+from llamareg.training.checkpoint import read_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -111,3 +118,39 @@ def test_challenge_export_reproduces_evaluates_dice_with_map_coordinates(kind, t
     assert len(list(exported.glob("disp_*"))) == len(nifti_pairs.entries)
     assert np.abs(np.array(scores) - np.array(reported)).max() <= tolerance
     assert np.mean(reported) > np.mean([float(r["mean_dice_identity"]) for r in _rows(out / "metrics_per_pair.csv")])
+
+
+def test_evaluate_refuses_pairs_of_the_runs_training_and_validation_subjects(checkpoints, images, tmp_path, capsys):
+    """A run trained from a shard folder: its training and validation subjects' images are refused, its test pairs pass."""
+    shards = tmp_path / "shards"
+    writer = ShardSetWriter(shards)
+    roles = {"moving": "train", "series4d": "train", "fixed_labels": "val", "moving_labels": "val", "fixed": "test", "flat2d": "test"}
+    for name, split in roles.items():
+        writer.add(name, split, np.zeros((16, 16, 16), np.float32), np.zeros((16, 16, 16), np.int64), np.eye(4),
+                   {"image": images / f"{name}.nii.gz", "labels": None})
+
+    def entry(moving, fixed):
+        return {"moving": images / f"{moving}.nii.gz", "fixed": images / f"{fixed}.nii.gz",
+                "moving_labels": images / "moving_labels.nii.gz", "fixed_labels": images / "fixed_labels.nii.gz"}
+
+    writer.finish([entry("fixed_labels", "moving_labels")], [entry("flat2d", "fixed")], {"layout": "test"})
+    payload = read_checkpoint(checkpoints / "valid.pt")
+    payload["config"]["data"]["source"] = str(shards)
+    checkpoint = save_checkpoint(payload, tmp_path / "run.pt")
+
+    pairs_json = tmp_path / "pairs.json"  # the moving image named relative to the list, as evaluate resolves it
+    pairs_json.write_text(json.dumps([{"fixed": str(images / "fixed.nii.gz"), "moving": os.path.relpath(images / "moving.nii.gz", tmp_path),
+                                       "fixed_labels": str(images / "fixed_labels.nii.gz"),
+                                       "moving_labels": str(images / "moving_labels.nii.gz")}]))
+    out = tmp_path / "evaluation"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--pairs", str(pairs_json), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --pairs {pairs_json} pair 0 uses moving, a training subject of the checkpoint's run (data.source={shards}); "
+        f"evaluate on test pairs ({shards / 'test_pairs.json'})")
+    assert not out.exists()
+
+    config = config_from_dict(payload["config"])
+    validation = read_pair_list(shards / "val_pairs.json")
+    with pytest.raises(ValueError, match="pair 0 uses fixed_labels, a validation subject"):
+        check_held_out(shards / "val_pairs.json", validation, config)
+    check_held_out(shards / "test_pairs.json", read_pair_list(shards / "test_pairs.json"), config)  # test pairs pass

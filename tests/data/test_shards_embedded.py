@@ -1,7 +1,8 @@
-"""The embedded default written as shards: the same volumes and validation pairs, and training from them."""
+"""The embedded default written as shards: the same volumes and validation pairs (no test split), and training from them."""
 
 import json
 
+import pytest
 import torch
 
 from llamareg.commands.train import run
@@ -17,7 +18,9 @@ TEMPLATE = ("data.source=template", "train.flow_weight=0")  # the data export_em
 def test_embedded_shards_hold_the_embedded_volumes(tiny_config, tmp_path):
     config = tiny_config(*TEMPLATE)
     manifest = export_embedded(config, tmp_path / "shards", shard_mb=0.2)
-    assert manifest["counts"] == {"subjects": 7, "train": 4, "val": 3, "eval_pairs": 2, "shards": 4, "skipped": 0}
+    assert manifest["counts"] == {"subjects": 7, "train": 4, "val": 3, "test": 0, "val_pairs": 2, "test_pairs": 0, "shards": 4,
+                                  "skipped": 0}
+    assert manifest["pairs"] == {"val": "val_pairs.json"}  # its test set is the MNI152 dev-test, not stored here
     assert manifest["shape"] == [32, 32, 32] and manifest["label_ids"] == [0, 1, 2]
     train, val = build_embedded_volumes((32, 32, 32), 4, 3, seed=0, max_displacement=config.data.max_displacement, control_spacing=12, spacing_mm=3.25)
     shards = ShardSet(tmp_path / "shards")
@@ -25,7 +28,7 @@ def test_embedded_shards_hold_the_embedded_volumes(tiny_config, tmp_path):
     for volume in train + val:
         assert torch.equal(stored[volume.name].image, volume.image) and torch.equal(stored[volume.name].labels, volume.labels)
         assert torch.equal(stored[volume.name].affine, volume.affine)
-    assert shards.eval_pairs() == [("mni152-val-000", "mni152-val-001"), ("mni152-val-001", "mni152-val-002")]
+    assert shards.pairs("val") == [("mni152-val-000", "mni152-val-001"), ("mni152-val-001", "mni152-val-002")]
     image, affine = read_image(tmp_path / "shards" / "nifti" / "images" / "mni152-val-002.nii.gz")
     assert torch.equal(torch.from_numpy(image), val[2].image[0]) and torch.equal(torch.from_numpy(affine), val[2].affine)
 
@@ -52,3 +55,9 @@ def test_train_and_resume_from_embedded_shards(tiny_config, tmp_path):
     assert written["iterations"] == metrics["iterations"] == 3
     assert [entry["iteration"] for entry in written["history"]] == [0, 2, 3]
     assert written["val_pairs"] == 2
+
+
+def test_a_failed_export_writes_nothing(tiny_config, tmp_path):
+    with pytest.raises(ValueError, match="num_pairs must be between 1 and 6 for 3 volumes, got 7"):
+        export_embedded(tiny_config(*TEMPLATE, "data.num_val_pairs=7"), tmp_path / "shards")
+    assert not (tmp_path / "shards").exists()

@@ -16,18 +16,48 @@ from llamareg.data.shards.manifest import file_digest
 SHAPE = (16, 16, 16)
 
 
-def write_shards(out, train=8, val=2, shard_mb=0.001):
-    """Random subjects ``t0..`` and ``v0..``; the default size puts each volume in its own shard."""
+def pair(out, moving, fixed):
+    return {"moving": out / f"{moving}.nii.gz", "fixed": out / f"{fixed}.nii.gz", "moving_labels": out / "l0", "fixed_labels": out / "l1"}
+
+
+def write_shards(out, train=8, val=2, test=2, shard_mb=0.001):
+    """Random subjects ``t0..``, ``v0..`` and ``x0..`` (test); the default size puts each volume in its own shard."""
     rng = np.random.default_rng(0)
     writer = ShardSetWriter(out, shard_mb=shard_mb)
-    for split, count in (("train", train), ("val", val)):
+    for split, prefix, count in (("train", "t", train), ("val", "v", val), ("test", "x", test)):
         for index in range(count):
             image = rng.random(SHAPE, dtype=np.float32)
             labels = (image > 0.5).astype(np.int64) + (image > 0.8)
-            writer.add(f"{split[0]}{index}", split, image, labels, np.eye(4), {"image": out / f"{split[0]}{index}.nii.gz", "labels": None})
-    pairs = [{"moving": out / "v0.nii.gz", "fixed": out / "v1.nii.gz", "moving_labels": out / "l0", "fixed_labels": out / "l1"}]
-    writer.finish(pairs, {"layout": "test"})
+            writer.add(f"{prefix}{index}", split, image, labels, np.eye(4), {"image": out / f"{prefix}{index}.nii.gz", "labels": None})
+    writer.finish([pair(out, "v0", "v1")], [pair(out, "x1", "x0")] if test else None, {"layout": "test"})
     return out
+
+
+def test_pairs_by_role(tmp_path):
+    shards = ShardSet(write_shards(tmp_path / "shards", train=2))
+    assert shards.pairs("val") == [("v0", "v1")] and shards.pairs("test") == [("x1", "x0")]
+    assert [entry["name"] for entry in shards.manifest["shards"]] == [f"{s}-00000{i}.tar" for s in ("train", "val", "test") for i in (0, 1)]
+    with pytest.raises(ValueError, match="pair role must be one of val, test, got 'eval'"):
+        shards.pairs("eval")
+    without_test = ShardSet(write_shards(tmp_path / "no_test", train=2, test=0))
+    assert without_test.manifest["pairs"] == {"val": "val_pairs.json"} and not (without_test.directory / "test_pairs.json").exists()
+    with pytest.raises(ValueError, match="no_test has no test pairs: it was built without a test split"):
+        without_test.pairs("test")
+
+
+@pytest.mark.parametrize("val_pairs, test_pairs, message", [
+    ([], None, "no validation pair is left"),
+    ([("v0", "x1")], None, "validation pair names .*x1.nii.gz, which is not a stored validation subject"),
+    ([("v0", "v1")], [], "no test pair is left"),
+    ([("v0", "v1")], [("x0", "v1")], "test pair names .*v1.nii.gz, which is not a stored test subject"),
+])
+def test_each_role_pairs_only_its_own_subjects(val_pairs, test_pairs, message, tmp_path):
+    out = tmp_path / "shards"
+    writer = ShardSetWriter(out)
+    for key, split in (("t0", "train"), ("t1", "train"), ("v0", "val"), ("v1", "val"), ("x0", "test"), ("x1", "test")):
+        writer.add(key, split, np.zeros(SHAPE, np.float32), np.zeros(SHAPE, np.int64), np.eye(4), {"image": out / f"{key}.nii.gz"})
+    with pytest.raises(ValueError, match=message):
+        writer.finish([pair(out, *keys) for keys in val_pairs], None if test_pairs is None else [pair(out, *keys) for keys in test_pairs], {})
 
 
 def name_and_worker(volume):

@@ -32,7 +32,7 @@ def save(path: Path, data: np.ndarray, affine: np.ndarray = LPS_AFFINE) -> Path:
 
 
 def make_learn2reg(root: Path, count: int = 6, val: int = 2) -> Path:
-    """OASIS-style Learn2Reg folder: the last ``val`` subjects are only in registration_val."""
+    """OASIS-style Learn2Reg folder: the last ``val`` subjects are only in registration_val (the test pairs)."""
     for index in range(count):
         image, labels = subject_arrays(index, shape=(20 + index % 2, 22, 18))
         save(root / "imagesTr" / f"OASIS_{index + 1:04d}_0000.nii.gz", image)
@@ -83,11 +83,11 @@ def make_folder(root: Path, count: int = 6) -> Path:
 
 
 def make_csv(root: Path, count: int = 6) -> Path:
-    """A CSV naming the images of make_folder, the last two marked as validation subjects."""
+    """A CSV naming the images of make_folder: the first two marked test, the next two val, the rest train
+    (the reverse of the key order the builder holds subjects out in, so that the column is seen to decide)."""
     make_folder(root / "data", count)
-    rows = ["image,label,split"] + [
-        f"data/images/case{i}.nii.gz,data/labels/case{i}.nii.gz,{'val' if i >= count - 2 else 'train'}" for i in range(count)
-    ]
+    splits = ["test", "test", "val", "val"] + ["train"] * (count - 4)
+    rows = ["image,label,split"] + [f"data/images/case{i}.nii.gz,data/labels/case{i}.nii.gz,{split}" for i, split in enumerate(splits)]
     path = root / "list.csv"
     path.write_text("\n".join(rows) + "\n")
     return path

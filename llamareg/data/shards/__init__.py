@@ -3,13 +3,13 @@
 from llamareg.data.shards.build import build_shards, plan_split
 from llamareg.data.shards.embedded import export_embedded
 from llamareg.data.shards.manifest import MANIFEST_NAME, read_manifest, verify_shard
-from llamareg.data.shards.pair_list import PAIR_LIST_NAME, read_pair_list, write_pair_list
+from llamareg.data.shards.pair_list import PAIR_LIST_NAMES, read_pair_list, write_pair_list
 from llamareg.data.shards.reader import ShardPairStream, ShardSet, ShardVolumeStream, distributed_position
 from llamareg.data.shards.writer import ShardSetWriter
 
 __all__ = [
     "MANIFEST_NAME",
-    "PAIR_LIST_NAME",
+    "PAIR_LIST_NAMES",
     "ShardPairStream",
     "ShardSet",
     "ShardSetWriter",

@@ -1,8 +1,9 @@
 """Build a shard folder from a discovered NIfTI dataset: split, read, preprocess, write, report bad inputs.
 
-Training pairs are not stored: each volume is stored once and pairs are formed while reading. Only
-the fixed evaluation pairs are written, as ``eval_pairs.json``. A dataset without its own pairs gets
-a default list over held-out subjects.
+Subjects take one of three roles: ``train``; ``val``, set aside from the training subjects, whose
+pairs (``val_pairs.json``) training validates on to choose its checkpoints; and ``test``, the held-out
+subjects whose pairs (``test_pairs.json``) are reported only. Training pairs are not stored: each
+volume is stored once and pairs are formed while reading.
 """
 
 from __future__ import annotations
@@ -26,24 +27,34 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_VAL_FRACTION = 0.1
 MERGED_LABELS_FOLDER = "labels"
+ROLE_NAMES = {"val": "validation", "test": "test"}
 
 
 @dataclasses.dataclass
 class SplitPlan:
-    """Which subjects train, which are held out, and the evaluation pairs as ``(moving key, fixed key)``."""
+    """Which subjects train, validate and test, and how their pairs are formed.
+
+    Attributes:
+        train, val, test: The subjects of each split.
+        test_pairs: The ``(moving key, fixed key)`` test pairs the dataset fixes, or ``None``:
+            consecutive pairs over the surviving test subjects.
+        num_val_pairs, num_test_pairs: Consecutive pairs to form (``None``: one per subject).
+    """
 
     train: list[SubjectRecord]
     val: list[SubjectRecord]
-    pairs: list[tuple[str, str]] | None  # None: consecutive pairs over the surviving validation subjects
-    num_pairs: int | None = None
+    test: list[SubjectRecord]
+    test_pairs: list[tuple[str, str]] | None
+    num_val_pairs: int | None = None
+    num_test_pairs: int | None = None
 
 
 def apply_pair_list(dataset: DiscoveredDataset, path: str | os.PathLike) -> DiscoveredDataset:
-    """``dataset`` with the evaluation pairs of a pair-list file (``--eval-pairs``) instead of its own.
+    """``dataset`` with the test pairs of a pair-list file (``--test-pairs``) instead of its own.
 
-    Pairs are matched to subjects by image path; the subjects they name become the validation
-    subjects, every other subject trains. The label paths of the list are not read: each subject's
-    own labels are stored.
+    Pairs are matched to subjects by image path; the subjects they name become the test subjects.
+    Subjects the dataset marked ``test`` lose that mark; ``train`` and ``val`` marks stay. The label
+    paths of the list are not read: each subject's own labels are stored.
 
     Raises:
         ValueError: a pair names an image that is not one of the dataset's.
@@ -53,15 +64,17 @@ def apply_pair_list(dataset: DiscoveredDataset, path: str | os.PathLike) -> Disc
     for pair in read_pair_list(path):
         for role in ("moving", "fixed"):
             if pair[role] not in by_image:
-                raise ValueError(f"--eval-pairs {path} names {pair[role]}, which is not an image of the dataset")
+                raise ValueError(f"--test-pairs {path} names {pair[role]}, which is not an image of the dataset")
         pairs.append((by_image[pair["moving"]].key, by_image[pair["fixed"]].key))
     named = {key for pair in pairs for key in pair}
-    subjects = [dataclasses.replace(s, split="val" if s.key in named else "train") for s in dataset.subjects]
+    subjects = [dataclasses.replace(s, split="test" if s.key in named else None if s.split == "test" else s.split)
+                for s in dataset.subjects]
     return DiscoveredDataset(subjects, pairs)
 
 
 def default_val_subjects(count: int) -> int:
-    """Held-out subjects when a dataset names none: 10 %, at least 2.
+    """Subjects set aside from ``count``, for validation (and for testing when a dataset names no test
+    subjects): 10 %, at least 2.
 
     Example:
         >>> default_val_subjects(200), default_val_subjects(8)
@@ -70,34 +83,86 @@ def default_val_subjects(count: int) -> int:
     return max(2, round(count * DEFAULT_VAL_FRACTION))
 
 
-def plan_split(dataset: DiscoveredDataset, val_subjects: int | None = None, val_pairs: int | None = None) -> SplitPlan:
-    """Split the subjects: the dataset's evaluation pairs or ``split`` column if it has them, else the last
-    ``val_subjects`` keys (sorted) held out, with ``val_pairs`` consecutive pairs among them.
+def _by_key(subjects: list[SubjectRecord]) -> list[SubjectRecord]:
+    return sorted(subjects, key=lambda s: s.key)
+
+
+def plan_split(
+    dataset: DiscoveredDataset,
+    test_subjects: int | None = None,
+    num_test_pairs: int | None = None,
+    val_subjects: int | None = None,
+    num_val_pairs: int | None = None,
+) -> SplitPlan:
+    """Split the subjects into train, validation and test.
+
+    Test: the subjects of the dataset's own test pairs (learn2reg ``registration_val``, ``--test-pairs``)
+    or of its ``split`` column, else the last ``test_subjects`` keys (sorted) of the subjects the
+    column does not mark ``val``. Validation: the subjects the ``split`` column marks ``val``, else
+    the last ``val_subjects`` keys of the labelled subjects left to train. Defaults:
+    :func:`default_val_subjects` of the subjects they are taken from. A split the column names is
+    taken as it stands; one it does not is set aside as for a dataset without a column.
 
     Raises:
-        ValueError: options that do not fit the dataset, or unlabelled validation subjects.
+        ValueError: options that do not fit the dataset (naming the option), or unlabelled
+            validation or test subjects.
     """
     subjects = dataset.subjects
-    if dataset.eval_pairs is not None:
-        if val_subjects is not None or val_pairs is not None:
-            raise ValueError("--val-subjects/--val-pairs apply only to datasets without evaluation pairs; this one has them")
-        named = {key for pair in dataset.eval_pairs for key in pair}
-        plan = SplitPlan([s for s in subjects if s.key not in named], [s for s in subjects if s.key in named], list(dataset.eval_pairs))
-    elif any(s.split == "val" for s in subjects):
-        if val_subjects is not None:
-            raise ValueError("--val-subjects cannot be combined with a dataset whose split column names validation subjects")
-        plan = SplitPlan([s for s in subjects if s.split != "val"], [s for s in subjects if s.split == "val"], None, val_pairs)
+    marked_val = [s for s in subjects if s.split == "val"]
+    if dataset.test_pairs is not None:
+        if test_subjects is not None or num_test_pairs is not None:
+            raise ValueError("--test-subjects/--num-test-pairs apply only to datasets without their own test pairs; this one has them "
+                             "(learn2reg registration_val or --test-pairs)")
+        named = {key for pair in dataset.test_pairs for key in pair}
+        test = [s for s in subjects if s.key in named]
+    elif any(s.split == "test" for s in subjects):
+        if test_subjects is not None:
+            raise ValueError("--test-subjects cannot be combined with a dataset whose split column marks test subjects")
+        test = [s for s in subjects if s.split == "test"]
     else:
-        count = default_val_subjects(len(subjects)) if val_subjects is None else val_subjects
-        if not 2 <= count <= len(subjects) - 2:
-            raise ValueError(f"--val-subjects must be between 2 and {len(subjects) - 2} for {len(subjects)} subjects, got {count}")
-        ordered = sorted(subjects, key=lambda s: s.key)
-        plan = SplitPlan(ordered[:-count], ordered[-count:], None, val_pairs)
-    unlabelled = [s.key for s in plan.val if not s.labelled]
-    if unlabelled:
-        raise ValueError(f"validation subjects {', '.join(unlabelled)} have no labels; validation Dice needs them - label them or hold out others")
-    if len(plan.val) < 2:
-        raise ValueError(f"{len(plan.val)} validation subject(s); evaluation pairs need at least 2")
+        pool = [s for s in subjects if s.split != "val"]
+        keep, kept = (2, "2 to train") if marked_val else (4, "2 to validate and 2 to train")
+        count = default_val_subjects(len(pool)) if test_subjects is None else test_subjects
+        most = len(pool) - keep
+        if most < 2:
+            raise ValueError(f"{len(pool)} subjects are too few to hold out 2 test subjects (--test-subjects) and keep {kept}; "
+                             "add subjects")
+        if not 2 <= count <= most:
+            raise ValueError(f"--test-subjects must be between 2 and {most} for {len(pool)} subjects ({kept} must remain), got {count}")
+        test = _by_key(pool)[-count:]
+    test_keys = {s.key for s in test}
+    rest = [s for s in subjects if s.key not in test_keys]
+    if any(s.split == "val" for s in rest):
+        if val_subjects is not None:
+            raise ValueError("--val-subjects cannot be combined with a dataset whose split column marks validation subjects")
+        val = [s for s in rest if s.split == "val"]
+    else:
+        labelled = _by_key([s for s in rest if s.labelled])
+        count = default_val_subjects(len(rest)) if val_subjects is None else val_subjects
+        most = min(len(labelled), len(rest) - 2)
+        if most < 2:
+            raise ValueError(f"{len(rest)} training subjects ({len(labelled)} labelled) are too few to set 2 labelled ones aside "
+                             "for validation (--val-subjects) and keep 2 to train; add subjects")
+        if not 2 <= count <= most:
+            raise ValueError(f"--val-subjects must be between 2 and {most} for {len(rest)} training subjects ({len(labelled)} labelled; "
+                             f"2 must remain to train), got {count}")
+        val = labelled[-count:]
+    val_keys = {s.key for s in val}
+    plan = SplitPlan([s for s in rest if s.key not in val_keys], val, test,
+                     None if dataset.test_pairs is None else list(dataset.test_pairs), num_val_pairs, num_test_pairs)
+    for role, held_out in (("val", plan.val), ("test", plan.test)):
+        name = ROLE_NAMES[role]
+        unlabelled = [s.key for s in held_out if not s.labelled]
+        if unlabelled:
+            raise ValueError(f"{name} subjects {', '.join(unlabelled)} have no labels; {name} Dice needs them - label them or set others aside")
+        if len(held_out) < 2:
+            raise ValueError(f"{len(held_out)} {name} subject(s); {name} pairs need at least 2")
+    if len(plan.train) < 2:
+        raise ValueError(f"{len(plan.train)} training subject(s) are left after the validation and test subjects; training pairs need 2")
+    # Checked again after bad inputs are skipped; here so that a wrong count stops the build before any reading.
+    _check_pair_count("val", num_val_pairs, len(plan.val))
+    if plan.test_pairs is None:
+        _check_pair_count("test", num_test_pairs, len(plan.test))
     return plan
 
 
@@ -136,8 +201,10 @@ def build_shards(
     out: str | os.PathLike,
     options: Preprocessing = Preprocessing(),
     *,
+    test_subjects: int | None = None,
+    num_test_pairs: int | None = None,
     val_subjects: int | None = None,
-    val_pairs: int | None = None,
+    num_val_pairs: int | None = None,
     shard_mb: float = DEFAULT_SHARD_MB,
     skip_bad: bool = False,
     overwrite: bool = False,
@@ -149,8 +216,11 @@ def build_shards(
         dataset: From :func:`llamareg.data.layouts.discover`.
         out: The shard folder.
         options: Preprocessing; without a shape, the smallest one divisible by 16 that holds every subject.
-        val_subjects: Held out when the dataset names no validation subjects (default 10 %, at least 2).
-        val_pairs: Consecutive evaluation pairs among the held-out subjects (default: as many as subjects).
+        test_subjects: Held out for testing when the dataset names no test subjects (default 10 %, at least 2).
+        num_test_pairs: Consecutive test pairs among them (default: one per test subject).
+        val_subjects: Set aside from the training subjects for validation when the dataset names none
+            (default 10 % of them, at least 2).
+        num_val_pairs: Consecutive validation pairs among them (default: one per validation subject).
         shard_mb: Target shard size in MB.
         skip_bad: Log and skip an unreadable or invalid input instead of stopping.
         overwrite: Replace an earlier build in ``out``.
@@ -160,14 +230,15 @@ def build_shards(
         FileNotFoundError, ValueError: a bad input (without ``skip_bad``), or too few subjects or
             pairs left; each message names the file or option.
     """
-    plan = plan_split(dataset, val_subjects, val_pairs)
+    plan = plan_split(dataset, test_subjects, num_test_pairs, val_subjects, num_val_pairs)
     skipped: list[dict[str, str]] = []
+    records = plan.train + plan.val + plan.test
     if options.shape is None:
-        options = dataclasses.replace(options, shape=_default_shape(plan.train + plan.val, options, skip_bad, skipped))
+        options = dataclasses.replace(options, shape=_default_shape(records, options, skip_bad, skipped))
         logger.info("volume shape %s (smallest divisible by 16 holding every subject)", "x".join(map(str, options.shape)))
     if any(record.labelled for record in dataset.subjects):
         # In a labelled dataset a subject without labels is a missing file, not an unlabelled subject.
-        for record in plan.train + plan.val:
+        for record in records:
             if not record.labelled and record.key not in {entry["key"] for entry in skipped}:
                 _report(record, FileNotFoundError(f"{record.image} has no label map, though other subjects have one; add it, "
                                                   "or pass --skip-bad to leave the subject out"), skip_bad, skipped)
@@ -183,7 +254,7 @@ def _write(writer: ShardSetWriter, plan: SplitPlan, options: Preprocessing, skip
            details: dict[str, Any] | None) -> dict[str, Any]:
     bad = {entry["key"] for entry in skipped}
     label_files: dict[str, Path] = {}
-    records = [(record, "train") for record in plan.train] + [(record, "val") for record in plan.val]
+    records = [(record, split) for split in ("train", "val", "test") for record in getattr(plan, split)]
     for number, (record, split) in enumerate(records, start=1):
         if record.key in bad:
             continue
@@ -194,38 +265,50 @@ def _write(writer: ShardSetWriter, plan: SplitPlan, options: Preprocessing, skip
             _report(record, error, skip_bad, skipped)
             bad.add(record.key)
             continue
-        if split == "val":
-            # Masks merged into one map: llamareg evaluate reads a single label file per volume.
+        if split != "train":
+            # Masks merged into one map: a pair list (llamareg evaluate) names a single label file per volume.
             label_files[record.key] = record.labels or write_nifti(writer.out / MERGED_LABELS_FOLDER / f"{record.key}.nii.gz", labels, affine)
         sources = {"image": record.image, "labels": record.labels, "source_affine": affine.tolist(), "source_shape": list(image.shape)}
         if record.label_masks:
             sources["label_masks"] = record.label_masks
         writer.add(record.key, split, *stored, sources)
         logger.info("[%d/%d] %s (%s)", number, len(records), record.key, split)
-    pairs = _surviving_pairs(plan, bad)
-    by_key = {record.key: record for record in plan.val}
-    eval_pairs = [
-        {"moving": by_key[moving].image, "fixed": by_key[fixed].image,
-         "moving_labels": label_files[moving], "fixed_labels": label_files[fixed]}
-        for moving, fixed in pairs
-    ]
+    images = {record.key: record.image for record in plan.val + plan.test}
+
+    def pair_list(pairs: list[tuple[str, str]]) -> list[dict[str, Path]]:
+        return [{"moving": images[moving], "fixed": images[fixed], "moving_labels": label_files[moving], "fixed_labels": label_files[fixed]}
+                for moving, fixed in pairs]
+
+    val_pairs = _surviving_pairs("val", plan.val, None, plan.num_val_pairs, bad)
+    test_pairs = _surviving_pairs("test", plan.test, plan.test_pairs, plan.num_test_pairs, bad)
     if skipped:
         logger.warning("skipped %d bad input(s): %s", len(skipped), ", ".join(entry["input"] for entry in skipped))
-    return writer.finish(eval_pairs, {**(details or {}), "preprocessing": options.to_dict(), "skipped": skipped})
+    return writer.finish(pair_list(val_pairs), pair_list(test_pairs),
+                         {**(details or {}), "preprocessing": options.to_dict(), "skipped": skipped})
 
 
-def _surviving_pairs(plan: SplitPlan, bad: set[str]) -> list[tuple[str, str]]:
-    """The evaluation pairs whose two subjects were both stored."""
-    if plan.pairs is None:
-        kept = [record.key for record in plan.val if record.key not in bad]
+def _check_pair_count(role: str, count: int | None, subjects: int) -> int:
+    """The number of consecutive pairs to form among ``subjects`` (``count``, default one per subject).
+
+    Raises:
+        ValueError: naming ``--num-val-pairs`` or ``--num-test-pairs``: not between 1 and the ordered pairs there are.
+    """
+    count = subjects if count is None else count
+    most = subjects * (subjects - 1)
+    if not 1 <= count <= most:
+        raise ValueError(f"--num-{role}-pairs must be between 1 and {most} for {subjects} {ROLE_NAMES[role]} subjects, got {count}")
+    return count
+
+
+def _surviving_pairs(role: str, subjects: list[SubjectRecord], fixed_pairs: list[tuple[str, str]] | None, count: int | None,
+                     bad: set[str]) -> list[tuple[str, str]]:
+    """The ``role`` pairs whose two subjects were both stored: the dataset's (``fixed_pairs``) or consecutive ones."""
+    if fixed_pairs is None:
+        kept = [record.key for record in subjects if record.key not in bad]
         if len(kept) < 2:
-            raise ValueError(f"{len(kept)} validation subject(s) are left after skipping bad inputs; evaluation pairs need 2")
-        count = plan.num_pairs or len(kept)
-        most = len(kept) * (len(kept) - 1)
-        if not 1 <= count <= most:
-            raise ValueError(f"--val-pairs must be between 1 and {most} for {len(kept)} validation subjects, got {count}")
-        return [(kept[moving], kept[fixed]) for moving, fixed in consecutive_pairs(len(kept), count)]
-    kept = [(moving, fixed) for moving, fixed in plan.pairs if moving not in bad and fixed not in bad]
-    if len(kept) < len(plan.pairs):
-        logger.warning("dropped %d evaluation pair(s) naming skipped subjects", len(plan.pairs) - len(kept))
+            raise ValueError(f"{len(kept)} {ROLE_NAMES[role]} subject(s) are left after skipping bad inputs; {ROLE_NAMES[role]} pairs need 2")
+        return [(kept[moving], kept[fixed]) for moving, fixed in consecutive_pairs(len(kept), _check_pair_count(role, count, len(kept)))]
+    kept = [(moving, fixed) for moving, fixed in fixed_pairs if moving not in bad and fixed not in bad]
+    if len(kept) < len(fixed_pairs):
+        logger.warning("dropped %d %s pair(s) naming skipped subjects", len(fixed_pairs) - len(kept), ROLE_NAMES[role])
     return kept

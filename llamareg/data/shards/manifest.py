@@ -1,8 +1,9 @@
 """``manifest.json``: what a finished shard set holds, written last so that its presence means "complete".
 
-It records the counts, the common shape and spacing, the label ids, every shard's size and SHA-256,
-and every subject's key, split, shard and source files. Readers refuse a folder without one and
-check each shard against it before reading it.
+It records the counts, the common shape and spacing, the label ids, the pair list of each role
+(``val``, ``test``), every shard's size and SHA-256, and every subject's key, split (``train``,
+``val`` or ``test``), shard and source files. Readers refuse a folder without one and check each
+shard against it before reading it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "llamareg-shards"
-FORMAT_VERSION = 1
+# Version 2: splits train/val/test and a pair list per role (version 1: train/val and eval_pairs.json,
+# whose "val" subjects were the test subjects).
+FORMAT_VERSION = 2
 REBUILD_HINT = "rebuild the shards with data_tools/build_shards.py"
 
 

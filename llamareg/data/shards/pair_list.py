@@ -1,4 +1,5 @@
-"""The evaluation pair list: ``eval_pairs.json`` beside the shards, the file ``llamareg evaluate`` reads.
+"""Pair lists beside the shards: ``val_pairs.json`` (training validates on them) and ``test_pairs.json``
+(reported only: the file to give ``llamareg evaluate --pairs``).
 
 A JSON list of objects, one per ordered pair::
 
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from llamareg.atomic import write_json
 
-PAIR_LIST_NAME = "eval_pairs.json"
+# The pair list of each role; the manifest's "pairs" names the ones a folder has.
+PAIR_LIST_NAMES = {"val": "val_pairs.json", "test": "test_pairs.json"}
 PAIR_KEYS = ("fixed", "moving", "fixed_labels", "moving_labels")
 
 

@@ -29,7 +29,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from llamareg.data.pairs import make_pair
 from llamareg.data.shards.manifest import REBUILD_HINT, read_manifest, verify_shard
-from llamareg.data.shards.pair_list import read_pair_list, resolve_path
+from llamareg.data.shards.pair_list import PAIR_LIST_NAMES, read_pair_list, resolve_path
 from llamareg.data.shards.sample import decode_sample
 from llamareg.data.volume import Volume
 
@@ -108,20 +108,35 @@ class ShardSet:
                 volumes.update((volume.name, volume) for volume, _ in self.samples(entry, wanted))
         return volumes
 
-    def eval_pairs(self) -> list[tuple[str, str]]:
-        """The ``(moving key, fixed key)`` pairs of the folder's pair list, mapped to subjects by image path.
+    def subject_images(self, splits: Iterable[str]) -> dict[Path, str]:
+        """``{absolute image path: key}`` of the subjects of ``splits``, paths resolved as pair lists resolve them."""
+        wanted = set(splits)
+        return {resolve_path(subject["image"], self.directory): subject["key"]
+                for subject in self.manifest["subjects"] if subject["split"] in wanted}
+
+    def pairs(self, role: str) -> list[tuple[str, str]]:
+        """The ``(moving key, fixed key)`` pairs of the folder's pair list of ``role``, mapped to subjects by image path.
+
+        Args:
+            role: ``val`` (the pairs training validates on) or ``test`` (the pairs reported only).
 
         Raises:
+            ValueError: another role, a folder without test pairs, or a pair naming an image that is
+                not a subject of that split.
             FileNotFoundError: the pair list is missing.
-            ValueError: a pair names an image that is not a subject of the folder.
         """
-        path = self.directory / self.manifest["eval_pairs"]
-        by_image = {resolve_path(subject["image"], self.directory): subject["key"] for subject in self.manifest["subjects"]}
+        if role not in PAIR_LIST_NAMES:
+            raise ValueError(f"pair role must be one of {', '.join(PAIR_LIST_NAMES)}, got '{role}'")
+        if role not in self.manifest["pairs"]:
+            raise ValueError(f"{self.directory} has no {role} pairs: it was built without a {role} split "
+                             f"(layout {self.manifest.get('layout')})")
+        path = self.directory / self.manifest["pairs"][role]
+        by_image = self.subject_images([role])
         pairs = []
         for pair in read_pair_list(path):
-            for role in ("moving", "fixed"):
-                if pair[role] not in by_image:
-                    raise ValueError(f"{path} names {pair[role]}, which is not a subject of {self.directory}/manifest.json")
+            for key in ("moving", "fixed"):
+                if pair[key] not in by_image:
+                    raise ValueError(f"{path} names {pair[key]}, which is not a {role} subject of {self.directory}/manifest.json")
             pairs.append((by_image[pair["moving"]], by_image[pair["fixed"]]))
         return pairs
 

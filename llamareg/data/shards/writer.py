@@ -3,8 +3,10 @@
 Layout of a finished folder::
 
     train-000000.tar ...   training subjects, each volume stored once
-    val-000000.tar ...     validation subjects (read by key)
-    eval_pairs.json        the fixed evaluation pairs (see pair_list)
+    val-000000.tar ...     validation subjects, set aside from the training subjects (read by key)
+    test-000000.tar ...    test subjects, which nothing in training reads
+    val_pairs.json         the validation pairs: checkpoint choice and cascade chaining (see pair_list)
+    test_pairs.json        the test pairs, for ``llamareg evaluate`` (absent when the set has no test split)
     manifest.json          written last and atomically: its presence marks a complete build
 """
 
@@ -23,15 +25,18 @@ from nibabel.affines import voxel_sizes
 
 from llamareg.atomic import write_json
 from llamareg.data.shards.manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, file_digest
-from llamareg.data.shards.pair_list import PAIR_LIST_NAME, stored_path, write_pair_list
+from llamareg.data.shards.pair_list import PAIR_LIST_NAMES, stored_path, write_pair_list
 from llamareg.data.shards.sample import encode_sample
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")
 DEFAULT_SHARD_MB = 128.0
+# The single pair list of format version 1, which an --overwrite of such a folder removes too.
+FORMAT_1_PAIR_LIST = "eval_pairs.json"
 # Files a build writes; --overwrite removes exactly these (the manifest first) and nothing else.
-OUTPUT_PATTERNS = ("train-*.tar", "val-*.tar", PAIR_LIST_NAME, "labels/*.nii.gz", "nifti/*/*.nii.gz")
+OUTPUT_PATTERNS = (*(f"{split}-*.tar" for split in SPLITS), *PAIR_LIST_NAMES.values(), FORMAT_1_PAIR_LIST, "labels/*.nii.gz",
+                   "nifti/*/*.nii.gz")
 
 
 def prepare_output(out: Path, overwrite: bool) -> None:
@@ -70,13 +75,15 @@ class ShardSetWriter:
         >>> import tempfile
         >>> out = Path(tempfile.mkdtemp())
         >>> writer = ShardSetWriter(out)
-        >>> for key, split in [("a", "train"), ("b", "train"), ("c", "val"), ("d", "val")]:
+        >>> splits = [("a", "train"), ("b", "train"), ("c", "val"), ("d", "val"), ("e", "test"), ("f", "test")]
+        >>> for key, split in splits:
         ...     writer.add(key, split, np.zeros((16, 16, 16), np.float32), np.zeros((16, 16, 16), np.int64), np.eye(4),
         ...                {"image": out / f"{key}.nii.gz", "labels": out / f"{key}-labels.nii.gz"})
-        >>> pair = {"moving": out / "c.nii.gz", "fixed": out / "d.nii.gz",
-        ...         "moving_labels": out / "c-labels.nii.gz", "fixed_labels": out / "d-labels.nii.gz"}
-        >>> writer.finish([pair], {"layout": "example"})["counts"]
-        {'subjects': 4, 'train': 2, 'val': 2, 'eval_pairs': 1, 'shards': 2, 'skipped': 0}
+        >>> def pair(moving, fixed):
+        ...     return {"moving": out / f"{moving}.nii.gz", "fixed": out / f"{fixed}.nii.gz",
+        ...             "moving_labels": out / f"{moving}-labels.nii.gz", "fixed_labels": out / f"{fixed}-labels.nii.gz"}
+        >>> writer.finish([pair("c", "d")], [pair("e", "f"), pair("f", "e")], {"layout": "example"})["counts"]
+        {'subjects': 6, 'train': 2, 'val': 2, 'test': 2, 'val_pairs': 1, 'test_pairs': 2, 'shards': 3, 'skipped': 0}
     """
 
     def __init__(self, out: str | os.PathLike, shard_mb: float = DEFAULT_SHARD_MB, overwrite: bool = False) -> None:
@@ -103,7 +110,7 @@ class ShardSetWriter:
 
         Args:
             key: Unique subject key.
-            split: ``train`` or ``val``.
+            split: ``train``, ``val`` or ``test``.
             image: ``(D, H, W)`` float32 in ``[0, 1]``.
             labels: Integer label map of the image's shape.
             affine: ``(4, 4)`` voxel-to-world matrix of the stored grid.
@@ -128,11 +135,16 @@ class ShardSetWriter:
         self._shard_keys.setdefault(shard, []).append(key)
         self.subjects.append({"key": key, "split": split, "shard": shard, **paths, "spacing_mm": spacing, "label_ids": label_ids})
 
+    def _close_shards(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        # Forgotten once closed: a webdataset writer closed twice raises, as abort() after a failed finish() would.
+        self._writers.clear()
+
     def abort(self) -> None:
         """Close the shards and remove everything this build wrote (``out`` too if the build created it),
         so that a failed build leaves no partial output and a rerun needs no ``--overwrite``."""
-        for writer in self._writers.values():
-            writer.close()
+        self._close_shards()
         (self.out / MANIFEST_NAME).unlink(missing_ok=True)
         for path in [path for pattern in OUTPUT_PATTERNS for path in self.out.glob(pattern)]:
             path.unlink(missing_ok=True)
@@ -140,37 +152,42 @@ class ShardSetWriter:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
 
-    def finish(self, eval_pairs: list[dict[str, Any]], details: dict[str, Any]) -> dict[str, Any]:
-        """Close the shards, write the pair list and then the manifest; returns the manifest.
+    def finish(self, val_pairs: list[dict[str, Any]], test_pairs: list[dict[str, Any]] | None, details: dict[str, Any]) -> dict[str, Any]:
+        """Close the shards, write the pair lists and then the manifest; returns the manifest.
 
         Args:
-            eval_pairs: ``{"fixed", "moving", "fixed_labels", "moving_labels"}`` paths; each image
+            val_pairs: ``{"fixed", "moving", "fixed_labels", "moving_labels"}`` paths; each image
                 must be that of a stored validation subject.
+            test_pairs: As ``val_pairs``, of stored test subjects; ``None`` for a set without a test
+                split (no ``test_pairs.json`` is written).
             details: Extra manifest entries (layout, input, preprocessing, skipped inputs).
 
         Raises:
-            ValueError: fewer than two training subjects, no evaluation pair, or a pair naming an
-                image that was not stored.
+            ValueError: fewer than two training subjects, no validation pair, an empty test pair
+                list, or a pair naming an image that is not a stored subject of its split.
         """
-        for writer in self._writers.values():
-            writer.close()
+        self._close_shards()
         counts = {split: sum(s["split"] == split for s in self.subjects) for split in SPLITS}
         if counts["train"] < 2:
             raise ValueError(f"only {counts['train']} training subject(s) were stored; training pairs need at least 2")
-        stored_images = {s["image"]: s for s in self.subjects if s["split"] == "val"}
-        for pair in eval_pairs:
-            for role in ("fixed", "moving"):
-                if stored_path(pair[role], self.out) not in stored_images:
-                    raise ValueError(f"evaluation pair names {pair[role]}, which is not a stored validation subject")
-        if not eval_pairs:
-            raise ValueError("no evaluation pair is left; validation needs at least one (check the skipped inputs)")
+        lists = {"val": val_pairs, **({} if test_pairs is None else {"test": test_pairs})}
+        names = {"val": "validation", "test": "test"}
+        for role, pairs in lists.items():
+            if not pairs:
+                raise ValueError(f"no {names[role]} pair is left; {names[role]} needs at least one (check the skipped inputs)")
+            stored_images = {s["image"] for s in self.subjects if s["split"] == role}
+            for pair in pairs:
+                for key in ("fixed", "moving"):
+                    if stored_path(pair[key], self.out) not in stored_images:
+                        raise ValueError(f"{names[role]} pair names {pair[key]}, which is not a stored {names[role]} subject")
         shards = []
         for split in SPLITS:
             for path in sorted(self.out.glob(f"{split}-*.tar")):
                 size, sha256 = file_digest(path)
                 keys = self._shard_keys.get(path.name, [])
                 shards.append({"name": path.name, "split": split, "samples": len(keys), "bytes": size, "sha256": sha256, "keys": keys})
-        write_pair_list(self.out / PAIR_LIST_NAME, eval_pairs)
+        for role, pairs in lists.items():
+            write_pair_list(self.out / PAIR_LIST_NAMES[role], pairs)
         spacings = {tuple(s["spacing_mm"]) for s in self.subjects}
         manifest = {
             "format": FORMAT_NAME,
@@ -181,18 +198,19 @@ class ShardSetWriter:
             # One spacing when every subject was resampled to it; per subject otherwise.
             "spacing_mm": list(spacings.pop()) if len(spacings) == 1 else None,
             "label_ids": sorted({label for s in self.subjects for label in s["label_ids"]}),
-            "counts": {"subjects": len(self.subjects), **counts, "eval_pairs": len(eval_pairs), "shards": len(shards),
-                       "skipped": len(details.get("skipped", []))},
-            "eval_pairs": PAIR_LIST_NAME,
+            "counts": {"subjects": len(self.subjects), **counts, "val_pairs": len(val_pairs), "test_pairs": len(test_pairs or []),
+                       "shards": len(shards), "skipped": len(details.get("skipped", []))},
+            "pairs": {role: PAIR_LIST_NAMES[role] for role in lists},
             "shards": shards,
             "subjects": self.subjects,
         }
         write_json(self.out / MANIFEST_NAME, manifest)
-        # Atomic writes go through mkstemp, which makes owner-only files; give the two JSON files the
+        # Atomic writes go through mkstemp, which makes owner-only files; give the JSON files the
         # shards' permissions so that whoever can read the shards can read the whole set.
         mode = stat.S_IMODE((self.out / shards[0]["name"]).stat().st_mode)
-        for name in (PAIR_LIST_NAME, MANIFEST_NAME):
+        for name in (*manifest["pairs"].values(), MANIFEST_NAME):
             (self.out / name).chmod(mode)
-        logger.info("wrote %d subjects (%d train, %d val) in %d shards and %d evaluation pairs to %s",
-                    len(self.subjects), counts["train"], counts["val"], len(shards), len(eval_pairs), self.out)
+        logger.info("wrote %d subjects (%d train, %d val, %d test) in %d shards, %d validation and %d test pairs to %s",
+                    len(self.subjects), counts["train"], counts["val"], counts["test"], len(shards), len(val_pairs),
+                    len(test_pairs or []), self.out)
         return manifest
