@@ -151,6 +151,9 @@ class DataConfig:
         num_workers: DataLoader worker processes.
         shuffle_buffer: Shard folders: volumes each DataLoader worker holds to draw training pairs
             from; larger mixes better and takes more memory.
+        shard_layout: The ``--layout`` a shard folder given as ``source`` must have been built with
+            (``learn2reg`` for the paper's OASIS preset, ``oai`` for its knee presets); None takes any.
+            Catches a preset trained on another dataset's shards.
     """
 
     source: str = "synth"
@@ -169,6 +172,7 @@ class DataConfig:
     seed: int = 0
     num_workers: int = 0
     shuffle_buffer: int = 16
+    shard_layout: str | None = None
 
 
 @dataclass

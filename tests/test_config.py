@@ -15,6 +15,16 @@ def test_presets_resolve():
     assert paper.model.base_channels == 16
     assert (paper.llm.layers, paper.llm.calls, paper.llm.hidden_size) == ([31], 2, 4096)
     assert (paper.train.reg_weight, paper.train.lr, paper.train.batch_size, paper.train.precision) == (0.04, 1e-4, 1, "fp16")
+    assert paper.data.shard_layout == "oai"
+
+
+def test_the_paper_s_brain_presets_follow_the_paper():
+    brain = load_config("paper-brain-oasis")
+    assert (brain.data.shape, brain.data.shard_layout, brain.train.reg_weight) == ([112, 160, 128], "learn2reg", 0.02)
+    assert (brain.train.max_iters, brain.train.lr, brain.model.base_channels, brain.llm.layers) == (40000, 1e-4, 16, [31])
+    cascade = load_config("paper-brain-oasis-cascade")
+    assert (cascade.model.steps, cascade.train.schedule, cascade.train.step_iters) == (3, "step-by-step", [40000, 20000, 20000])
+    assert cascade.data.shape == [112, 160, 128] and cascade.train.reg_weight == 0.02
 
 
 def test_overrides_are_parsed_as_yaml_and_typed():

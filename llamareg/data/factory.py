@@ -77,7 +77,8 @@ def _synthetic_pair_datasets(config: Config) -> tuple[SyntheticPairs, SyntheticP
 
 def check_data_source(config: Config) -> ShardSet | None:
     """Check ``data.source`` without loading volumes (the training command does it before writing
-    anything): a shard folder must hold a finished build of volumes of ``data.shape``. Returns the
+    anything): a shard folder must hold a finished build of volumes of ``data.shape``, built with the
+    layout ``data.shard_layout`` names (if it names one). Returns the
     shard set, or None for the synthetic sources.
 
     Raises:
@@ -91,6 +92,13 @@ def check_data_source(config: Config) -> ShardSet | None:
             f"data.source '{data.source}' is neither 'synth', 'template' nor a shard folder; build one with data_tools/build_shards.py"
         )
     shards = ShardSet(data.source)
+    built_with = shards.manifest.get("layout")
+    if data.shard_layout is not None and built_with != data.shard_layout:
+        raise ValueError(
+            f"{data.source} was built with --layout {built_with} but this config (data.shard_layout) expects "
+            f"{data.shard_layout} shards; build them with data_tools/build_shards.py --layout {data.shard_layout} "
+            f"or set data.shard_layout=null"
+        )
     if list(shards.shape) != list(data.shape):
         raise ValueError(
             f"{data.source} holds volumes of shape {list(shards.shape)} but data.shape is {list(data.shape)}; "

@@ -55,6 +55,10 @@ def test_shard_source_errors(make_dataset, build_shards_cli, tiny_config, tmp_pa
     assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(shards), "--shape", "48", "32", "32"]) == 0
     with pytest.raises(ValueError, match=r"holds volumes of shape \[48, 32, 32\] but data.shape is \[32, 32, 32\]; set data.shape=\[48,32,32\]"):
         build_pair_datasets(tiny_config(f"data.source={shards}"))
+    # A preset names the layout of its shards (paper-brain-oasis: learn2reg): folder shards are refused.
+    with pytest.raises(ValueError, match="was built with --layout folder but this config .data.shard_layout. expects learn2reg"):
+        build_pair_datasets(tiny_config(f"data.source={shards}", "data.shape=[48, 32, 32]", "data.shard_layout=learn2reg"))
+    assert build_pair_datasets(tiny_config(f"data.source={shards}", "data.shape=[48, 32, 32]", "data.shard_layout=folder"))
     (shards / "manifest.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no manifest.json"):
         build_pair_datasets(tiny_config(f"data.source={shards}"))
