@@ -1,4 +1,4 @@
-"""The ``llamareg`` command: ``llamareg train | register | evaluate | export-pretrained ...``.
+"""The ``llamareg`` command: ``llamareg train | register | warp | evaluate | export-pretrained ...``.
 
 Bad input (a missing file, an image that is not 3D, labels off their image's grid, a checkpoint of
 another architecture, ...) ends the command with one ``error: ...`` line on stderr and exit code 2,
@@ -11,16 +11,17 @@ import argparse
 import sys
 from typing import Sequence
 
-from llamareg.commands import evaluate, export_pretrained, register
+from llamareg.commands import evaluate, export_pretrained, register, warp
 
 EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llamareg", description="LLaMA-Reg: unsupervised deformable 3D registration with frozen LLaMA layers.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,register,evaluate,export-pretrained}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,register,warp,evaluate,export-pretrained}")
     commands.add_parser("train", help="train a model (same options as launch/train.py; see `llamareg train --help`)", add_help=False)
     for name, module, summary in (("register", register, "register NIfTI pairs with a trained checkpoint"),
+                                  ("warp", warp, "apply a saved registration to another image or label map"),
                                   ("evaluate", evaluate, "metrics, tables and figures of a checkpoint on labelled pairs"),
                                   ("export-pretrained", export_pretrained, "export a checkpoint as model.safetensors with a model card")):
         sub = commands.add_parser(name, help=summary, description=module.DESCRIPTION, epilog=module.EPILOG,

@@ -4,15 +4,20 @@ real cpu-default training run."""
 import hashlib
 import json
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
 
 import llamareg
 from llamareg.atomic import atomic_output, write_json
 from llamareg.commands.train import run
 from llamareg.config import load_config
+from llamareg.inference.affine import AffineTransform
+from llamareg.inference.grid import Grid
 from llamareg.llm import load_llama_layers
 from llamareg.networks.frozen_llm import FrozenLLM
 from llamareg.networks.llamareg import LLaMAReg
@@ -115,3 +120,29 @@ def trained_run(request, tmp_path_factory) -> TrainedRun:
             temporary.write_bytes((out / "checkpoints" / "best.pt").read_bytes())
         write_json(metrics_file, metrics)  # last: its presence marks a complete entry
     return TrainedRun(checkpoint, json.loads(metrics_file.read_text()))
+
+
+def known_transform(degrees=15.0, translation_mm=20.0, scale=1.1) -> AffineTransform:
+    """A rotation about an oblique axis, a translation and an isotropic scaling, fixed points to moving points."""
+    rotation = Rotation.from_rotvec(np.radians(degrees) * np.array([1.0, 1.0, 0.5]) / 1.5).as_matrix()
+    return AffineTransform(scale * rotation, np.full(3, translation_mm / np.sqrt(3)))
+
+
+def corner_error(found: AffineTransform, truth: AffineTransform, grid: Grid) -> float:
+    """The largest distance between the two transforms' images of the grid's corner voxels, mm."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in grid.shape], indexing="ij")).reshape(3, -1).T
+    world = corners @ grid.affine[:3, :3].T + grid.affine[:3, 3]
+    return float(np.linalg.norm(found.apply(world) - truth.apply(world), axis=1).max())
+
+
+def smooth_field(grid: Grid, amplitude_mm: float) -> np.ndarray:
+    """A smooth displacement of a few sine bumps across the grid."""
+    index = np.stack(np.meshgrid(*[np.linspace(0, np.pi, n) for n in grid.shape], indexing="ij"), axis=-1)
+    return amplitude_mm * np.stack([np.sin(2 * index[..., 1]) * np.sin(index[..., 2]), np.sin(index[..., 0] + index[..., 2]),
+                                    np.cos(2 * index[..., 0]) * np.sin(index[..., 1])], axis=-1).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def affine_case():
+    """The known affine of the pre-alignment tests (15 degrees, 20 mm, 10 %) and helpers to score and perturb it."""
+    return SimpleNamespace(transform=known_transform, corner_error=corner_error, smooth_field=smooth_field)

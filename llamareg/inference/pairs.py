@@ -81,6 +81,27 @@ def read_pair_list(path: str | Path, required: tuple[str, ...] = ("fixed", "movi
     return pairs
 
 
+def image_stem(path: Path) -> str:
+    """A file name without its ``.nii.gz`` / ``.nii`` (or other) extension."""
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".mgz", ".gz"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def pair_names(pairs: list[PairPaths]) -> list[str]:
+    """One output name per pair, ``<fixed>__<moving>`` after the files' stems; a name that several
+    pairs would share gets the pair's index appended (``<fixed>__<moving>__003``).
+
+    Example:
+        >>> pair_names([PairPaths(Path("a/s1.nii.gz"), Path("s2.nii")), PairPaths(Path("s3.nii.gz"), Path("s2.nii.gz"))])
+        ['s1__s2', 's3__s2']
+    """
+    names = [f"{image_stem(pair.fixed)}__{image_stem(pair.moving)}" for pair in pairs]
+    return [f"{name}__{index:03d}" if names.count(name) > 1 else name for index, name in enumerate(names)]
+
+
 def check_pair(pair: PairPaths) -> dict[str, nibabel.spatialimages.SpatialImage]:
     """Open every file of a pair and check it (exists, 3D, labels on their image's grid).
 

@@ -13,17 +13,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from llamareg.inference.affine import AffineResult, estimate_affine
 from llamareg.inference.grid import (
-    MODEL_MULTIPLE, Grid, check_shape, check_spacing, displacement_to_world, model_grid, resample, sample_world,
+    MODEL_MULTIPLE, Grid, check_shape, check_spacing, displacement_to_world, model_grid, resample,
 )
 from llamareg.inference.images import NiftiVolume, normalise_intensities
 from llamareg.inference.model_io import TrainedModel
 from llamareg.inference.refine import DEFAULT_LR, Refinement, pair_objective, refine_displacement
+from llamareg.inference.transforms import warp_volume
+
+
+PREALIGNMENTS = ("affine", "rigid")
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Registration:
         precision: the precision the network ran in (``fp32``, ``bf16``, ``fp16``).
         refinement: the instance optimisation's record, or None without ``refine_steps``.
         symmetric: whether the network ran both ways (see :func:`symmetric_flow`).
+        prealignment: the affine or rigid pre-alignment (already composed into ``displacement``), or None.
     """
 
     displacement: np.ndarray
@@ -55,6 +61,7 @@ class Registration:
     symmetric: bool = False
     network_seconds: float = 0.0
     precision: str = "fp32"
+    prealignment: AffineResult | None = None
 
 
 def grid_of(volume: NiftiVolume) -> Grid:
@@ -63,17 +70,12 @@ def grid_of(volume: NiftiVolume) -> Grid:
 
 
 def warp_to_fixed(volume: NiftiVolume, fixed_grid: Grid, displacement: np.ndarray | None, labels: bool) -> np.ndarray:
-    """Resample ``volume`` at the fixed grid's points moved by ``displacement`` (None: not moved).
-
-    Intensities are interpolated linearly and take the volume's minimum outside it; labels take the
-    nearest voxel and background (0) outside.
-    """
+    """Resample ``volume`` at the fixed grid's points moved by ``displacement`` (None: not moved), with
+    :func:`~llamareg.inference.transforms.warp_volume` (linear for intensities, nearest for labels)."""
     points = fixed_grid.world_points()
     if displacement is not None:
         points = points + displacement
-    if labels:
-        return sample_world(volume.data, volume.affine, points, order=0, cval=0).astype(np.int64)
-    return sample_world(volume.data, volume.affine, points, order=1, cval=float(volume.data.min())).astype(np.float32)
+    return warp_volume(volume, points, labels)
 
 
 def input_multiple(model: torch.nn.Module) -> int:
@@ -137,6 +139,7 @@ def register_pair(
     spacing: float | None = None,
     shape: Sequence[int] | None = None,
     symmetric: bool = True,
+    prealign: str | None = None,
 ) -> Registration:
     """Register ``moving`` to ``fixed``.
 
@@ -152,8 +155,23 @@ def register_pair(
         shape: the model grid's shape (default: the fixed image's box, rounded to multiples of 16); see :func:`model_grid_for`.
         symmetric: run the network both ways (one batch of two) and take :func:`symmetric_flow` of the
             two fields, so that an image registered to itself gets zero displacement.
+        prealign: ``"affine"`` or ``"rigid"`` to align the images first
+            (:func:`~llamareg.inference.affine.estimate_affine` under the model's similarity); the deformable
+            step then starts from that alignment and the returned displacement is the composition
+            ``T(p + u(p)) - p``, one field from fixed points to moving points.
+
+    Raises:
+        ValueError: for a ``prealign`` not in :data:`PREALIGNMENTS`.
     """
+    if prealign is not None and prealign not in PREALIGNMENTS:
+        raise ValueError(f"prealign must be one of {PREALIGNMENTS} or None, got {prealign!r}")
     started = time.perf_counter()
+    prealignment = None
+    original_moving = moving
+    if prealign is not None:
+        prealignment = estimate_affine(fixed, moving, trained.config.train.similarity, rigid=prealign == "rigid")
+        # The aligned moving image is the same voxels under another header: nothing is resampled twice.
+        moving = replace(moving, affine=prealignment.transform.aligned_affine(moving.affine))
     fixed_grid = grid_of(fixed)
     grid = model_grid_for(trained, fixed_grid, spacing, shape)
     fixed_data, moving_data = normalise_intensities(fixed.data), normalise_intensities(moving.data)
@@ -178,7 +196,11 @@ def register_pair(
         displacement = refinement.displacement
     else:
         displacement = displacement_to_world(network_flow, grid, fixed_grid)
-    warped = warp_to_fixed(moving, fixed_grid, displacement, labels=False)
+    if prealignment is not None:
+        points = fixed_grid.world_points()
+        displacement = (prealignment.transform.apply(points + displacement) - points).astype(np.float32)
+    # From the original files through the one written field, as `llamareg warp` does: its outputs are these.
+    warped = warp_to_fixed(original_moving, fixed_grid, displacement, labels=False)
     warped_labels = None if moving_labels is None else warp_to_fixed(moving_labels, fixed_grid, displacement, labels=True)
     return Registration(
         displacement=displacement,
@@ -191,4 +213,5 @@ def register_pair(
         symmetric=symmetric,
         network_seconds=network_seconds,
         precision=trained.precision.name,
+        prealignment=prealignment,
     )

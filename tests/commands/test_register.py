@@ -38,7 +38,8 @@ def test_batch_outputs_sit_on_the_fixed_grid_and_beat_identity(trained_checkpoin
     spacing = trained_model.config.data.spacing_mm
     before, after = [], []
     for index, entry in enumerate(nifti_pairs.entries):
-        folder = out / f"pair_{index:03d}"
+        folder = out / f"{entry['fixed'].removesuffix('.nii.gz')}__{entry['moving'].removesuffix('.nii.gz')}"
+        assert json.loads((folder / "registration.json").read_text())["pair_index"] == index
         fixed = _load(nifti_pairs.folder / entry["fixed"])
         moving = _load(nifti_pairs.folder / entry["moving"])
         moving_labels = _load(nifti_pairs.folder / entry["moving_labels"])
