@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-subjects", type=int, metavar="N", help="labelled training subjects to set aside for validation when the "
                         "dataset names none (default 10%% of them, >= 2)")
     parser.add_argument("--num-val-pairs", type=int, metavar="N", help="validation pairs among them (default: one per validation subject)")
+    parser.add_argument("--align-to", metavar="REFERENCE", help="pre-align every subject to this NIfTI image with an affine "
+                        "registration (local NCC) and resample it onto REFERENCE's grid before the other steps")
+    parser.add_argument("--rigid", action="store_true", help="with --align-to: a rigid alignment (rotation and translation) instead")
     parser.add_argument("--shard-mb", type=float, default=DEFAULT_SHARD_MB, help=f"target shard size in MB (default {DEFAULT_SHARD_MB:g})")
     parser.add_argument("--skip-bad", action="store_true", help="log and skip unreadable or invalid inputs instead of stopping")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier build in --out")
@@ -87,13 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _aligner(reference: str | None, rigid: bool):
+    """The ``--align-to`` pre-alignment, or None; the reference image is checked before anything is built."""
+    if reference is None:
+        if rigid:
+            raise ValueError("--rigid applies only with --align-to REFERENCE")
+        return None
+    from llamareg.inference.affine import SubjectAligner
+    from llamareg.inference.images import open_volume, read_intensities
+
+    return SubjectAligner(read_intensities(open_volume(reference, "--align-to image"), reference, "--align-to image"), rigid=rigid)
+
+
 def run(args: argparse.Namespace) -> dict:
     """Build the shards ``args`` describe; returns the manifest."""
     if args.layout == "embedded":
         from llamareg.config import load_config
         from llamareg.data.shards.embedded import export_embedded
 
-        given = [option for option in SPLIT_OPTIONS if getattr(args, option.lstrip("-").replace("-", "_")) is not None]
+        given = [option for option in (*SPLIT_OPTIONS, "--align-to") if getattr(args, option.lstrip("-").replace("-", "_")) is not None]
         if given:
             raise ValueError(f"{given[0]} applies to dataset layouts; --layout embedded takes its split from data.num_val_subjects "
                              "and data.num_val_pairs (and has no test split)")
@@ -111,14 +126,16 @@ def run(args: argparse.Namespace) -> dict:
         clip_percentiles=tuple(args.clip_percentiles),
         label_map=read_label_table(args.label_map) if args.label_map else None,
     )
+    align = _aligner(args.align_to, args.rigid)
     dataset = discover(args.layout, args.input)
     if args.test_pairs:
         dataset = apply_pair_list(dataset, args.test_pairs)
     return build_shards(
         dataset, args.out, options, test_subjects=args.test_subjects, num_test_pairs=args.num_test_pairs,
         val_subjects=args.val_subjects, num_val_pairs=args.num_val_pairs, shard_mb=args.shard_mb,
-        skip_bad=args.skip_bad, overwrite=args.overwrite,
-        details={"layout": args.layout, "input": str(Path(args.input).resolve())},
+        skip_bad=args.skip_bad, overwrite=args.overwrite, align=align,
+        details={"layout": args.layout, "input": str(Path(args.input).resolve()),
+                 "align_to": None if align is None else {"reference": str(Path(args.align_to).resolve()), "rigid": args.rigid}},
     )
 
 

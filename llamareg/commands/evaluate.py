@@ -14,14 +14,16 @@ from llamareg.evaluation.figures import dice_boxplot, pair_figure
 from llamareg.evaluation.metrics import pair_metrics
 from llamareg.evaluation.report import PairRecord, markdown_summary, per_label_csv, per_pair_csv, summarise, write_text
 from llamareg.export.challenge import FORMATS, export_name, voxel_map, write_displacement
+from llamareg.inference.fields import jacobian_determinant_map
 from llamareg.inference.grid import grid_options
 from llamareg.inference.model_io import load_trained_model
-from llamareg.inference.pairs import PAIR_KEYS, PairPaths, check_pair, load_pair, read_pair_list
+from llamareg.inference.outputs import nifti_like, save_nifti
+from llamareg.inference.pairs import PAIR_KEYS, PairPaths, check_pair, load_pair, pair_names, read_pair_list
 from llamareg.inference.refine import DEFAULT_LR, check_options
 from llamareg.inference.registration import grid_of, register_pair, warp_to_fixed
 
 # What an earlier `evaluate` into the same folder left: replacing it takes --overwrite.
-EVALUATE_OUTPUTS = ("summary.json", "summary.md", "metrics_per_pair.csv", "metrics_per_label.csv")
+EVALUATE_OUTPUTS = ("summary.json", "summary.md", "metrics_per_pair.csv", "metrics_per_label.csv", "jacobian")
 DESCRIPTION = "Evaluate a trained LLaMA-Reg checkpoint on a list of labelled pairs (paper metrics, tables, figures)."
 EPILOG = """\
 PAIRS.json is a JSON list of objects with the keys fixed, moving, fixed_labels and moving_labels
@@ -34,7 +36,8 @@ give its test_pairs.json: a pair using one of the run's training or validation s
 Writes to --out: metrics_per_label.csv (a row per pair and label: Dice before/after, HD95 in mm),
 metrics_per_pair.csv (mean Dice, % |J| <= 0, Learn2Reg's SDlogJ, LUMIR's NDV, mean HD95, seconds), summary.json,
 summary.md (the paper's Table 1 layout), dice_boxplot.png (Dice per label, paper Figs. 5 and 7)
-and pair_<i>.png for each --figure-pairs index (fixed, moving, warped, warped grid, |u|; paper Fig. 6).
+and pair_<i>.png for each --figure-pairs index (fixed, moving, warped, warped grid, |u|; paper Fig. 6);
+with --jacobian, jacobian/<fixed>__<moving>.nii.gz per pair (det J on the fixed grid, as `register --jacobian`).
 With --mlflow-run-id the summary metrics (eval_*) and these files (under evaluation/) are logged to
 that existing MLflow run (tracking URI from --tracking-uri or MLFLOW_TRACKING_URI).
 """
@@ -105,6 +108,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-lr", type=float, default=DEFAULT_LR, help=f"instance optimisation step size in voxels of each level (default {DEFAULT_LR})")
     parser.add_argument("--spacing", metavar="MM", help="model grid voxel size in mm (default: the training spacing, data.spacing_mm)")
     parser.add_argument("--shape", nargs="+", metavar="N", help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded to the nearest multiples of 16)")
+    parser.add_argument("--jacobian", action="store_true", help="write each pair's det J map to jacobian/<fixed>__<moving>.nii.gz")
     parser.add_argument("--llm", help="where the LLM weights live if not where training read them (same weights)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: CUDA when available")
     parser.add_argument("--mlflow-run-id", help="log the metrics and files to this existing MLflow run")
@@ -133,7 +137,7 @@ def execute(args: argparse.Namespace) -> int:
         check_run(args.mlflow_run_id, args.tracking_uri)
     trained = load_trained_model(args.checkpoint, llm=args.llm, device=args.device)
     check_held_out(args.pairs, pairs, trained.config)
-    records, panels = [], {}
+    records, panels, names = [], {}, pair_names(pairs)
     for index, (pair, headers) in enumerate(zip(pairs, opened)):
         loaded = load_pair(pair, headers)
         registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, args.refine, args.refine_lr,
@@ -143,6 +147,9 @@ def execute(args: argparse.Namespace) -> int:
             field = voxel_map(registration.displacement, loaded.fixed.affine, loaded.moving.affine)
             write_displacement(export_kind, export_folder / export_name(export_kind, pair.fixed, pair.moving, index), field,
                                loaded.fixed.affine)
+        if args.jacobian:
+            determinant = jacobian_determinant_map(registration.displacement, grid_of(loaded.fixed))
+            save_nifti(nifti_like(determinant, loaded.fixed), out / "jacobian" / f"{names[index]}.nii.gz")
         records.append(PairRecord(str(pair.fixed), str(pair.moving), metrics))
         print(f"pair {index}: Dice {metrics.mean_dice_identity:.4f} -> {metrics.mean_dice:.4f}, "
               f"folding {metrics.folding_pct:.3f}%, {metrics.seconds:.2f} s")

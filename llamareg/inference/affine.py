@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from llamareg.inference.grid import Grid, antialias_sigma, resample, world_box
+from llamareg.inference.grid import Grid, antialias_sigma, resample, sample_world, world_box
 from llamareg.inference.images import NiftiVolume, normalise_intensities
 from llamareg.losses.similarity import similarity_loss
 
@@ -231,3 +231,28 @@ def estimate_affine(fixed: NiftiVolume, moving: NiftiVolume, similarity: str = "
         records.append({"spacing_mm": level.spacing[0], "shape": list(level.shape), "steps": level_steps,
                         "loss_before": before, "loss_after": after, "seconds": time.perf_counter() - level_started})
     return AffineResult(parameters.transform(), rigid, tuple(records), time.perf_counter() - started)
+
+
+class SubjectAligner:
+    """Align subjects to a reference image and resample them onto its grid (the shard builder's
+    ``--align-to``): :func:`estimate_affine` on the intensities, then the image (linear) and its labels
+    (nearest) sampled at the transformed reference points, so every stored subject lies on one grid.
+
+    Args:
+        reference: the image every subject is aligned to (e.g. an atlas or one chosen subject).
+        similarity: ``ncc`` (default: robust to the intensity differences between subjects) or ``mse``.
+        rigid: rotation and translation only.
+    """
+
+    def __init__(self, reference: NiftiVolume, similarity: str = "ncc", rigid: bool = False) -> None:
+        self.reference, self.similarity, self.rigid = reference, similarity, rigid
+        self.shape, self.affine = reference.shape, reference.affine
+
+    def __call__(self, image: np.ndarray, labels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """``(image, labels, affine, record)`` of one subject aligned onto the reference grid."""
+        subject = NiftiVolume(image.astype(np.float32), affine, None, self.reference.path)
+        result = estimate_affine(self.reference, subject, self.similarity, self.rigid)
+        points = result.transform.apply(Grid(self.shape, self.affine).world_points())
+        aligned = sample_world(image.astype(np.float32), affine, points, order=1, cval=float(image.min()))
+        aligned_labels = sample_world(labels, affine, points, order=0, cval=0).astype(labels.dtype)
+        return aligned, aligned_labels, self.affine.copy(), result.to_dict()

@@ -35,7 +35,7 @@ def _check_png(path, min_bytes=5000):
 def test_evaluate_writes_tables_and_figures(trained_checkpoint, nifti_pairs, tmp_path):
     out = tmp_path / "evaluation"
     assert main(["evaluate", "--checkpoint", str(trained_checkpoint), "--pairs", str(nifti_pairs.pairs_json),
-                 "--out", str(out), "--figure-pairs", "0,3"]) == 0
+                 "--out", str(out), "--figure-pairs", "0,3", "--jacobian"]) == 0
     rows = _rows(out / "metrics_per_label.csv")
     assert [(int(r["pair"]), int(r["label"])) for r in rows] == [(p, label) for p in range(8) for label in (1, 2)]
     for row in rows:
@@ -59,7 +59,13 @@ def test_evaluate_writes_tables_and_figures(trained_checkpoint, nifti_pairs, tmp
     for name in ("dice_boxplot.png", "pair_0.png", "pair_3.png"):
         _check_png(out / name)
     assert sorted(p.name for p in out.iterdir()) == [
-        "dice_boxplot.png", "metrics_per_label.csv", "metrics_per_pair.csv", "pair_0.png", "pair_3.png", "summary.json", "summary.md"]
+        "dice_boxplot.png", "jacobian", "metrics_per_label.csv", "metrics_per_pair.csv", "pair_0.png", "pair_3.png", "summary.json",
+        "summary.md"]
+    for entry in nifti_pairs.entries:  # det J on each fixed grid: subjects of one population, so near 1 on average
+        name = f"{entry['fixed'].removesuffix('.nii.gz')}__{entry['moving'].removesuffix('.nii.gz')}.nii.gz"
+        determinant = nibabel.load(out / "jacobian" / name)
+        assert determinant.shape == nibabel.load(nifti_pairs.folder / entry["fixed"]).shape
+        assert 0.8 < determinant.get_fdata().mean() < 1.25 and determinant.get_fdata().std() > 0.01
 
 
 def test_evaluate_logs_metrics_and_files_to_an_mlflow_run(trained_checkpoint, nifti_pairs, tmp_path):

@@ -3,6 +3,7 @@
 import json
 import logging
 
+import nibabel
 import numpy as np
 import pytest
 import torch
@@ -309,3 +310,33 @@ def test_a_format_1_folder_is_refused_and_replaced_with_overwrite(make_dataset, 
     assert "already holds shards; pass --overwrite" in capsys.readouterr().err
     assert build_shards_cli([*args, "--overwrite"]) == 0
     assert not (out / "eval_pairs.json").exists() and ShardSet(out).manifest["version"] == 2
+
+
+def test_align_to_puts_every_subject_on_the_reference_grid(build_shards_cli, tools, tmp_path):
+    """Six copies of one subject moved through their headers (rotations about S, shifts): aligned to the
+    unmoved copy, every validation and test volume matches it; the pair lists name the aligned files."""
+    image, labels = tools.subject_arrays(0, shape=(24, 24, 20))
+    reference = tools.save(tmp_path / "reference.nii.gz", image)
+    for index in range(6):
+        angle = np.radians(6.0 * (index - 2.5))
+        move = np.eye(4)
+        move[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+        move[:3, 3] = [1.5 * (index - 2.5), -1.0 * (index - 2.5), 0.5]
+        tools.save(tmp_path / "data" / "images" / f"case{index}.nii.gz", image, move @ tools.lps_affine)
+        tools.save(tmp_path / "data" / "labels" / f"case{index}.nii.gz", labels, move @ tools.lps_affine)
+    out = tmp_path / "shards"
+    assert build_shards_cli(["--layout", "folder", "--input", str(tmp_path / "data"), "--out", str(out), "--shape", "32", "32", "32",
+                             "--align-to", str(reference)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["align_to"] == {"reference": str(reference.resolve()), "rigid": False}
+    assert all("prealignment" in subject for subject in manifest["subjects"])
+    held_out = [entry for name in ("val_pairs.json", "test_pairs.json") for entry in json.loads((out / name).read_text())]
+    assert held_out and all(entry[key].startswith("aligned/") for entry in held_out for key in ("fixed", "fixed_labels"))
+    for entry in held_out:
+        for key in ("fixed", "moving"):
+            aligned = nibabel.load(out / entry[f"{key}_labels"])
+            np.testing.assert_allclose(aligned.affine, tools.lps_affine, atol=1e-5)
+            found = np.asarray(aligned.dataobj)
+            assert np.mean([2 * np.sum((found == k) & (labels == k)) / (np.sum(found == k) + np.sum(labels == k)) for k in (1, 2, 3)]) > 0.9
+    assert build_shards_cli(["--layout", "folder", "--input", str(tmp_path / "data"), "--out", str(tmp_path / "rigid"),
+                             "--rigid"]) == 2

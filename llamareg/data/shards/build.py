@@ -12,9 +12,10 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import nibabel
+import numpy as np
 
 from llamareg.data.layouts import DiscoveredDataset, SubjectRecord
 from llamareg.data.nifti import read_subject, write_nifti
@@ -27,6 +28,17 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_VAL_FRACTION = 0.1
 MERGED_LABELS_FOLDER = "labels"
+ALIGNED_FOLDER = "aligned"  # pre-aligned validation and test volumes, which their pair lists name
+
+
+class Aligner(Protocol):
+    """A pre-alignment of each subject onto one reference grid (``shape``, ``affine``), see :func:`build_shards`."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+
+    def __call__(self, image: np.ndarray, labels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        ...
 ROLE_NAMES = {"val": "validation", "test": "test"}
 
 
@@ -175,8 +187,10 @@ def _report(record: SubjectRecord, error: Exception, skip_bad: bool, skipped: li
     skipped.append({"key": record.key, "input": str(record.image), "reason": message})
 
 
-def _default_shape(records: list[SubjectRecord], options: Preprocessing, skip_bad: bool, skipped: list[dict[str, str]]) -> tuple[int, int, int]:
-    """The smallest shape divisible by 16 holding every subject after reorientation and resampling (headers only)."""
+def _default_shape(records: list[SubjectRecord], options: Preprocessing, skip_bad: bool, skipped: list[dict[str, str]],
+                   align: Aligner | None = None) -> tuple[int, int, int]:
+    """The smallest shape divisible by 16 holding every subject after reorientation and resampling (headers only);
+    pre-aligned subjects all lie on the aligner's reference grid."""
     shapes = []
     for record in records:
         try:
@@ -188,7 +202,7 @@ def _default_shape(records: list[SubjectRecord], options: Preprocessing, skip_ba
                 raise ValueError(f"{record.image} is not a readable NIfTI file ({error})") from None
             if len(header.shape) < 3 or any(size < 2 for size in header.shape[:3]):
                 raise ValueError(f"{record.image} has shape {tuple(header.shape)}, not a 3D volume; give 3D images (2D slices are not registered)")
-            shapes.append(planned_shape(header.shape[:3], header.affine, options))
+            shapes.append(planned_shape(*((align.shape, align.affine) if align else (header.shape[:3], header.affine)), options))
         except (FileNotFoundError, ValueError) as error:
             _report(record, error, skip_bad, skipped)
     if not shapes:
@@ -209,6 +223,7 @@ def build_shards(
     skip_bad: bool = False,
     overwrite: bool = False,
     details: dict[str, Any] | None = None,
+    align: Aligner | None = None,
 ) -> dict[str, Any]:
     """Preprocess every subject of ``dataset`` into shards in ``out``; returns the manifest.
 
@@ -225,6 +240,10 @@ def build_shards(
         skip_bad: Log and skip an unreadable or invalid input instead of stopping.
         overwrite: Replace an earlier build in ``out``.
         details: Extra manifest entries (e.g. layout and input).
+        align: Pre-alignment applied to every subject as read, before preprocessing (e.g.
+            :class:`llamareg.inference.affine.SubjectAligner`: an affine registration to a reference
+            image, resampling each subject onto the reference's grid); its record of each subject is
+            kept in the manifest's ``sources``.
 
     Raises:
         FileNotFoundError, ValueError: a bad input (without ``skip_bad``), or too few subjects or
@@ -234,7 +253,7 @@ def build_shards(
     skipped: list[dict[str, str]] = []
     records = plan.train + plan.val + plan.test
     if options.shape is None:
-        options = dataclasses.replace(options, shape=_default_shape(records, options, skip_bad, skipped))
+        options = dataclasses.replace(options, shape=_default_shape(records, options, skip_bad, skipped, align))
         logger.info("volume shape %s (smallest divisible by 16 holding every subject)", "x".join(map(str, options.shape)))
     if any(record.labelled for record in dataset.subjects):
         # In a labelled dataset a subject without labels is a missing file, not an unlabelled subject.
@@ -244,36 +263,48 @@ def build_shards(
                                                   "or pass --skip-bad to leave the subject out"), skip_bad, skipped)
     writer = ShardSetWriter(out, shard_mb=shard_mb, overwrite=overwrite)
     try:
-        return _write(writer, plan, options, skip_bad, skipped, details)
+        return _write(writer, plan, options, skip_bad, skipped, details, align)
     except BaseException:
         writer.abort()
         raise
 
 
 def _write(writer: ShardSetWriter, plan: SplitPlan, options: Preprocessing, skip_bad: bool, skipped: list[dict[str, str]],
-           details: dict[str, Any] | None) -> dict[str, Any]:
+           details: dict[str, Any] | None, align: Aligner | None) -> dict[str, Any]:
     bad = {entry["key"] for entry in skipped}
     label_files: dict[str, Path] = {}
+    images: dict[str, Path] = {}
     records = [(record, split) for split in ("train", "val", "test") for record in getattr(plan, split)]
     for number, (record, split) in enumerate(records, start=1):
         if record.key in bad:
             continue
         try:
             image, labels, affine = read_subject(record.image, record.labels, record.label_masks)
+            source_affine, source_shape = affine, image.shape
+            alignment = None
+            if align is not None:
+                image, labels, affine, alignment = align(image, labels, affine)
             stored = preprocess_subject(image, labels, affine, options)
         except (ValueError, FileNotFoundError) as error:
             _report(record, error, skip_bad, skipped)
             bad.add(record.key)
             continue
-        if split != "train":
+        if split != "train" and alignment is not None:  # evaluation must see the volumes the model was trained on
+            images[record.key] = write_nifti(writer.out / ALIGNED_FOLDER / f"{record.key}.nii.gz", image, affine)
+            label_files[record.key] = write_nifti(writer.out / ALIGNED_FOLDER / f"{record.key}_labels.nii.gz", labels, affine)
+        elif split != "train":
+            images[record.key] = record.image
             # Masks merged into one map: a pair list (llamareg evaluate) names a single label file per volume.
             label_files[record.key] = record.labels or write_nifti(writer.out / MERGED_LABELS_FOLDER / f"{record.key}.nii.gz", labels, affine)
-        sources = {"image": record.image, "labels": record.labels, "source_affine": affine.tolist(), "source_shape": list(image.shape)}
+        sources = {"image": record.image, "labels": record.labels, "source_affine": source_affine.tolist(), "source_shape": list(source_shape)}
+        if alignment is not None:
+            sources["prealignment"] = alignment
+            if split != "train":
+                sources["aligned_image"] = images[record.key]
         if record.label_masks:
             sources["label_masks"] = record.label_masks
         writer.add(record.key, split, *stored, sources)
         logger.info("[%d/%d] %s (%s)", number, len(records), record.key, split)
-    images = {record.key: record.image for record in plan.val + plan.test}
 
     def pair_list(pairs: list[tuple[str, str]]) -> list[dict[str, Path]]:
         return [{"moving": images[moving], "fixed": images[fixed], "moving_labels": label_files[moving], "fixed_labels": label_files[fixed]}

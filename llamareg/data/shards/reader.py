@@ -109,10 +109,11 @@ class ShardSet:
         return volumes
 
     def subject_images(self, splits: Iterable[str]) -> dict[Path, str]:
-        """``{absolute image path: key}`` of the subjects of ``splits``, paths resolved as pair lists resolve them."""
+        """``{absolute image path: key}`` of the subjects of ``splits``, paths resolved as pair lists resolve them
+        (a pre-aligned subject's aligned copy, which its pair lists name, as well as its source image)."""
         wanted = set(splits)
-        return {resolve_path(subject["image"], self.directory): subject["key"]
-                for subject in self.manifest["subjects"] if subject["split"] in wanted}
+        return {resolve_path(subject[name], self.directory): subject["key"] for subject in self.manifest["subjects"]
+                if subject["split"] in wanted for name in ("image", "aligned_image") if name in subject}
 
     def pairs(self, role: str) -> list[tuple[str, str]]:
         """The ``(moving key, fixed key)`` pairs of the folder's pair list of ``role``, mapped to subjects by image path.

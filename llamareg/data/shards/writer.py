@@ -175,7 +175,7 @@ class ShardSetWriter:
         for role, pairs in lists.items():
             if not pairs:
                 raise ValueError(f"no {names[role]} pair is left; {names[role]} needs at least one (check the skipped inputs)")
-            stored_images = {s["image"] for s in self.subjects if s["split"] == role}
+            stored_images = {s[name] for s in self.subjects if s["split"] == role for name in ("image", "aligned_image") if name in s}
             for pair in pairs:
                 for key in ("fixed", "moving"):
                     if stored_path(pair[key], self.out) not in stored_images:
