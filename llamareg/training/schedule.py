@@ -18,10 +18,12 @@ from llamareg.atomic import atomic_output, check_out_folder, write_json
 from llamareg.config import Config
 from llamareg.data.factory import build_pair_datasets, check_data_source
 from llamareg.distributed.context import DistributedContext
-from llamareg.networks.llamareg import LLaMAReg, build_model, check_llm_source
+from llamareg.models import build_model, check_llm_source
+from llamareg.networks.llamareg import LLaMAReg
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
 from llamareg.tracking import TrainingRun, open_training_run
 from llamareg.training.optimization import LAST_FILE, resume_point_exists
+from llamareg.training.selection import SELECTION_FILE, data_roles, selection_record, started_from
 from llamareg.training.trainer import Trainer, check_resume_config
 
 STEP_SUMMARY_KEYS = ("val_dice", "val_dice_best", "val_folding_pct", "val_sdlogj_l2r", "iterations",
@@ -158,6 +160,11 @@ def run_schedule(
     finished phases are kept and an interrupted one continues from its ``last.pt``. The final model,
     one checkpoint holding every step, is ``<out>/checkpoints/best.pt``.
 
+    Each phase writes a ``selection.json`` beside its metrics (:mod:`llamareg.training.selection`); a run
+    of several phases also writes ``<out>/selection.json`` listing every phase: the validation pairs
+    that chose each best checkpoint and each next phase's start, and the data's test pairs, which no
+    phase reads.
+
     The whole run is one MLflow run (see ``config.tracking``) and, for a cascade, each phase a nested
     child run. With ``ds_config`` every phase trains with a DeepSpeed engine on ``context``'s ranks
     (the DeepSpeed config is logged too); rank 0 alone writes metrics and exported checkpoints.
@@ -240,11 +247,27 @@ def _run_phases(
     metrics = {**metrics, "name": config.name, "schedule": config.train.schedule, "steps": summaries}
     if context.is_main:
         write_json(out / "metrics.json", metrics)
+        if len(phases) > 1:
+            write_json(out / SELECTION_FILE, _run_selection(config, phases[:len(summaries)]))
     context.barrier()
     if len(phases) > 1:
         run.log_artifact(out / "metrics.json")
         run.set_tags({"best_checkpoint": (out / "checkpoints" / "best.pt").resolve()})
     return metrics
+
+
+def _run_selection(config: Config, phases: list[Phase]) -> dict[str, Any]:
+    """The run's ``selection.json``: every phase's entry from its own ``selection.json`` (a phase trained
+    before these files existed has none and is listed as unrecorded, with no pairs)."""
+    entries = []
+    for phase in phases:
+        path = phase.out / SELECTION_FILE
+        if path.is_file():
+            entries += [{**entry, "phase": phase.run_name, "folder": phase.out.name} for entry in json.loads(path.read_text())["phases"]]
+        else:
+            entries.append({"phase": phase.run_name, "folder": phase.out.name, "unrecorded": True, "validation_pairs": [],
+                            "best_chosen_on": [], "started_from": None})
+    return selection_record(config, data_roles(config), entries)
 
 
 def _train_phase(
@@ -261,11 +284,14 @@ def _train_phase(
     torch.manual_seed(config.train.seed + phase.number - 1)
     model = build_model(phase_config)  # before the data: a bad LLM source fails fast
     train_pairs, val_pairs = datasets()
+    start = None
     if phase.number > 1:
         previous = phases[phase.number - 2]
         path = previous.out / "checkpoints" / "best.pt"
         new_steps = tuple(f"steps.{i}." for i in range(previous.model_steps, phase.model_steps))
-        load_model_state(model, read_checkpoint(path), str(path), new_prefixes=new_steps)
+        payload = read_checkpoint(path)
+        load_model_state(model, payload, str(path), new_prefixes=new_steps)
+        start = started_from(path, payload, Path(config.train.out))
     select_trainable(model, phase)
     llm = getattr(model, "llm", None)
     if phase.levels is not None:
@@ -279,7 +305,7 @@ def _train_phase(
     if llm is not None:
         tags.update({"llm_source": config.llm.source, "llm_fingerprint": getattr(llm, "fingerprint", "")})
     run.set_tags(tags)
-    trainer = Trainer(phase_config, model, train_pairs, val_pairs, run, ds_config, context)
+    trainer = Trainer(phase_config, model, train_pairs, val_pairs, run, ds_config, context, started_from=start, phase_name=phase.run_name)
     if resume and resume_point_exists(phase.out / "checkpoints"):
         trainer.resume()
     return trainer.fit()

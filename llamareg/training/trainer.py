@@ -22,6 +22,7 @@ from llamareg.tracking import TrainingRun, plot_training_curves
 from llamareg.training.memory import peak_memory_mb, reset_peak_memory
 from llamareg.training.objective import MultiScaleObjective
 from llamareg.training.optimization import DeepSpeedOptimization, LocalOptimization
+from llamareg.training.selection import SELECTION_FILE, data_roles, phase_entry, selection_record
 from llamareg.training.validation import evaluate_pairs, summarize
 
 # Config sections that fix the architecture and the data; a resumed run must not change them, except
@@ -94,6 +95,15 @@ class Trainer:
         ds_config: A resolved DeepSpeed config (:func:`llamareg.distributed.load_deepspeed_config`) to
             train with a DeepSpeed engine; None trains with Adam in this process.
         context: This process's rank among the ranks.
+        started_from: What the model starts from when it is a previous phase's best checkpoint
+            (:func:`llamareg.training.selection.started_from`), recorded in the checkpoints and
+            ``selection.json``; None for a first phase.
+        phase_name: The phase's name in ``selection.json`` (default: the output folder's name).
+
+    Besides ``metrics.json`` the run writes ``selection.json`` (:mod:`llamareg.training.selection`): the
+    identities of the pairs its validations read, which chose ``best.pt``, and of the data's test pairs,
+    which it never reads. Every checkpoint carries ``validation_pairs`` (the pairs read so far),
+    ``best_validation_pairs`` (those that chose the best one) and ``started_from``.
     """
 
     def __init__(
@@ -105,6 +115,8 @@ class Trainer:
         run: TrainingRun | None = None,
         ds_config: dict[str, Any] | None = None,
         context: DistributedContext = DistributedContext(),
+        started_from: dict[str, Any] | None = None,
+        phase_name: str | None = None,
     ) -> None:
         train = config.train
         needed = train.max_iters * train.batch_size * train.grad_accumulation * context.world_size
@@ -137,6 +149,13 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.losses: list[dict[str, float]] = []
         self.previous_wall_seconds = 0.0
+        # Which pairs validation read and which test pairs the data holds (checked before training: a broken
+        # test pair list fails here, not after the run).
+        self.roles = data_roles(config)
+        self.started_from = started_from
+        self.phase_name = phase_name or self.out.name
+        self.validation_pairs: list[str] = []
+        self.best_validation_pairs: list[str] = []
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -156,6 +175,9 @@ class Trainer:
             "history": self.history,
             "losses": self.losses,
             "wall_seconds": self._wall_seconds(),
+            "validation_pairs": self.validation_pairs,
+            "best_validation_pairs": self.best_validation_pairs,
+            "started_from": self.started_from,
         }
 
     def _llm_identity(self) -> tuple[str | None, str | None]:
@@ -171,6 +193,11 @@ class Trainer:
         self.initial = state["initial"]
         self.history, self.losses = state["history"], state["losses"]
         self.previous_wall_seconds = state["wall_seconds"]
+        # Checkpoints written before these keys existed lack them.
+        self.validation_pairs = list(state.get("validation_pairs") or [])
+        self.best_validation_pairs = list(state.get("best_validation_pairs") or [])
+        if self.started_from is None:
+            self.started_from = state.get("started_from")
 
     def _check_resumable(self, state: dict[str, Any]) -> None:
         check_resume_config(state["config"], self.config, self.checkpoint_dir)
@@ -237,7 +264,10 @@ class Trainer:
         merged: dict[int, dict[str, Any]] = {}
         for part in self.context.gather(kept):
             merged.update(part)
-        return summarize([merged[index] for index in sorted(merged)])
+        records = [merged[index] for index in sorted(merged)]
+        read = [record["pair"] if record["pair"] is not None else f"validation item {index}" for index, record in enumerate(records)]
+        self.validation_pairs += [pair for pair in read if pair not in self.validation_pairs]
+        return summarize(records)
 
     def _wall_seconds(self) -> float:
         return self.previous_wall_seconds + time.perf_counter() - self._started
@@ -295,6 +325,7 @@ class Trainer:
         if result["dice"] <= self.best_dice:
             return False
         self.best_dice, self.best_iteration = result["dice"], self.iteration
+        self.best_validation_pairs = list(self.validation_pairs)
         return True
 
     def _validate_and_checkpoint(self) -> None:
@@ -344,9 +375,16 @@ class Trainer:
         }
         if self.context.is_main:
             write_json(self.out / "metrics.json", metrics)
+            write_json(self.out / SELECTION_FILE, self.selection())
             self._log_outcome(metrics)
         self.context.barrier()
         return metrics
+
+    def selection(self) -> dict[str, Any]:
+        """This phase's ``selection.json`` (see :func:`llamareg.training.selection.selection_record`)."""
+        entry = phase_entry(self.phase_name, self.validation_pairs, self.best_iteration, self.best_dice, self.best_validation_pairs,
+                            self.started_from)
+        return selection_record(self.config, self.roles, [entry])
 
     def _log_outcome(self, metrics: dict[str, Any]) -> None:
         """Final figures, metrics.json, the training-curve figure and the best checkpoint (or its path)."""

@@ -12,6 +12,7 @@ from llamareg.metrics.jacobian import folding_percentage, sdlogj_l2r
 from llamareg.metrics.overlap import dice_per_label
 from llamareg.spatial.functional import warp
 from llamareg.training.precision import Precision
+from llamareg.training.selection import pair_identity
 
 
 def _nanmean(values: list[float]) -> float:
@@ -33,7 +34,9 @@ def evaluate_pairs(
     model: nn.Module, pairs: Iterable[dict], device: torch.device, precision: Precision, input_dtype: torch.dtype = torch.float32
 ) -> list[dict[str, object]]:
     """Register every pair; one record per pair: ``dice``, ``dice_identity``, ``dice_per_label``,
-    ``folding_pct`` and ``sdlogj_l2r`` (what :func:`summarize` averages; ranks gather these records).
+    ``folding_pct`` and ``sdlogj_l2r`` (what :func:`summarize` averages; ranks gather these records),
+    and ``pair``, the pair's identity (:func:`~llamareg.training.selection.pair_identity`; None for items
+    without ``moving_name``/``fixed_name``).
 
     Args:
         input_dtype: The dtype the model takes (half or bfloat16 for a DeepSpeed fp16/bf16 model).
@@ -53,8 +56,10 @@ def evaluate_pairs(
         after = dice_per_label(warped_labels, fixed_labels, labels).tolist()
         before = dice_per_label(moving_labels, fixed_labels, labels).tolist()
         folding, sdlogj = folding_percentage(flow).tolist(), sdlogj_l2r(flow).tolist()
+        moving_names, fixed_names = batch.get("moving_name"), batch.get("fixed_name")
         for index in range(len(after)):
             records.append({
+                "pair": None if moving_names is None or fixed_names is None else pair_identity(moving_names[index], fixed_names[index]),
                 "dice": _nanmean(after[index]),
                 "dice_identity": _nanmean(before[index]),
                 "dice_per_label": dict(zip(labels, after[index])),
