@@ -55,7 +55,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _allreduce_worker(rank: int, port: int, elements: int, repeats: int, seconds: "torch.multiprocessing.SimpleQueue") -> None:
+def _allreduce_worker(rank: int, port: int, elements: int, repeats: int, seconds: "torch.multiprocessing.SimpleQueue") -> None:  # noqa: F821 (torch is imported in the worker)
     import torch
     import torch.distributed as dist
 

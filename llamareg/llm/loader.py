@@ -13,7 +13,6 @@ from torch import nn
 
 from llamareg.llm.embedded import embedded_llm_path
 from llamareg.llm.formats import LayerReader
-from llamareg.llm.formats.gguf_file import GGUFLlamaReader
 from llamareg.llm.formats.huggingface import HuggingFaceReader
 from llamareg.llm.formats.meta import MetaReader
 from llamareg.llm.formats.random_init import RandomReader
@@ -76,6 +75,8 @@ def open_reader(source: str, seed: int = 0) -> LayerReader:
     if path is None:
         return RandomReader(source[len(RANDOM_PREFIX):], seed)
     if path.is_file():
+        from llamareg.llm.formats.gguf_file import GGUFLlamaReader  # imports gguf: only where a GGUF file is read
+
         return GGUFLlamaReader(path)
     if (path / "config.json").is_file():
         return HuggingFaceReader(path)

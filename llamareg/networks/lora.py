@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from peft import LoraConfig, inject_adapter_in_model
-
 from llamareg.networks.frozen_llm import FrozenLLM
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -29,6 +27,8 @@ def add_lora(llm: FrozenLLM, rank: int, alpha: float, dropout: float, targets: S
         raise ValueError(f"llm.lora_targets must name some of {list(LORA_TARGETS)}, got {list(targets)}")
     if rank < 1:
         raise ValueError(f"llm.lora_rank must be >= 1 to add LoRA, got {rank}")
+    from peft import LoraConfig, inject_adapter_in_model  # 4 s of imports (transformers, mlflow): only for LoRA runs
+
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none")
     inject_adapter_in_model(config, llm.layers)
     # LoRA factors follow the frozen weights' dtype and device.
