@@ -44,69 +44,14 @@ from llamareg.data.devtest import devtest_template, write_devtest
 from llamareg.data.nifti import write_nifti
 from llamareg.evaluation.metrics import voxel_displacement
 from llamareg.evaluation.report import write_text
+from llamareg.evaluation.scoring import load_pairs, mean_dice, score_ants, score_identity, score_model
 from llamareg.evaluation.statistics import paired_difference
 from llamareg.inference.model_io import TrainedModel, load_trained_model
-from llamareg.inference.pairs import PAIR_KEYS, LoadedPair, PairPaths, check_pair, load_pair, read_pair_list
+from llamareg.inference.pairs import PairPaths, check_pair, load_pair
 from llamareg.inference.registration import register_pair
-from llamareg.metrics import dice_per_label, folding_percentage
-from llamareg.training.validation import foreground_labels
 
 ANTS_ROWS = {"ants-default": ("ANTs SyN (SyNOnly, default 40/20/0)", None), "ants-100-70-50": ("ANTs SyN (SyNOnly, 100/70/50)", (100, 70, 50))}
 SELF_BRAIN_LABELS_MIN = 1
-
-
-def mean_dice(warped_labels: np.ndarray, fixed_labels: np.ndarray, moving_labels: np.ndarray) -> float:
-    """Mean Dice over the labels present in the fixed or moving map, on the fixed grid."""
-    target = torch.from_numpy(np.asarray(fixed_labels, dtype=np.int64))[None]
-    labels = foreground_labels(target, torch.from_numpy(np.asarray(moving_labels, dtype=np.int64)))
-    return float(np.nanmean(dice_per_label(torch.from_numpy(warped_labels.astype(np.int64))[None], target, labels)[0].numpy()))
-
-
-def load_pairs(pairs_path: Path) -> list[tuple[PairPaths, LoadedPair]]:
-    pairs = read_pair_list(pairs_path, required=PAIR_KEYS)
-    return [(pair, load_pair(pair, check_pair(pair))) for pair in pairs]
-
-
-def score_identity(pairs: list[tuple[PairPaths, LoadedPair]]) -> list[dict]:
-    from llamareg.inference.registration import grid_of, warp_to_fixed
-
-    records = []
-    for _, loaded in pairs:
-        unmoved = warp_to_fixed(loaded.moving_labels, grid_of(loaded.fixed), None, labels=True)
-        records.append({"dice": mean_dice(unmoved, loaded.fixed_labels.data, loaded.moving_labels.data), "seconds": 0.0, "folding_pct": 0.0})
-    return records
-
-
-def score_model(trained: TrainedModel, pairs: list[tuple[PairPaths, LoadedPair]], refine: int = 0) -> list[dict]:
-    """Register every pair as ``llamareg register`` does and score it."""
-    records = []
-    for _, loaded in pairs:
-        registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, refine_steps=refine)
-        flow = voxel_displacement(registration.displacement, loaded.fixed.affine)
-        records.append({
-            "dice": mean_dice(registration.warped_labels, loaded.fixed_labels.data, loaded.moving_labels.data),
-            "seconds": registration.seconds,
-            "network_seconds": registration.network_seconds,
-            "folding_pct": float(folding_percentage(flow)[0]),
-        })
-    return records
-
-
-def score_ants(pairs: list[tuple[PairPaths, LoadedPair]], iterations: Sequence[int] | None) -> list[dict]:
-    """ANTs SyN (antspyx ``SyNOnly``) on the same files; labels warped with its transforms."""
-    import ants
-
-    records = []
-    for pair, loaded in pairs:
-        fixed, moving = ants.image_read(str(pair.fixed)), ants.image_read(str(pair.moving))
-        moving_labels = ants.image_read(str(pair.moving_labels))
-        started = time.perf_counter()
-        settings = {} if iterations is None else {"reg_iterations": tuple(iterations)}
-        result = ants.registration(fixed, moving, type_of_transform="SyNOnly", **settings)
-        warped = ants.apply_transforms(fixed, moving_labels, result["fwdtransforms"], interpolator="nearestNeighbor")
-        seconds = time.perf_counter() - started
-        records.append({"dice": mean_dice(warped.numpy(), loaded.fixed_labels.data, loaded.moving_labels.data), "seconds": seconds, "folding_pct": None})
-    return records
 
 
 def cascade_checkpoints(run: Path) -> dict[int, Path]:
