@@ -37,7 +37,7 @@ def measure(case: str, shape: str, repeats: int) -> dict:
     import torch
 
     from llamareg.config import load_config
-    from llamareg.networks.llamareg import build_model
+    from llamareg.models import build_model
     from llamareg.training.objective import MultiScaleObjective
 
     steps, trainable, shared, _ = CASES[case]

@@ -34,7 +34,7 @@ def measure(preset: str, overrides: list[str], shape: str | None, repeats: int) 
     import torch
 
     from llamareg.config import load_config
-    from llamareg.networks.llamareg import build_model
+    from llamareg.models import build_model
     from llamareg.training.objective import MultiScaleObjective
 
     if shape:

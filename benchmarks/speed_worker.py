@@ -89,7 +89,7 @@ def build(preset: str, precision: str, layout: str, overrides: list[str]):
     if preset.startswith("official="):
         return build_official(preset.split("=", 1)[1], precision, layout, overrides)
     from llamareg.config import ModelConfig, load_config
-    from llamareg.networks.llamareg import build_model
+    from llamareg.models import build_model
     from llamareg.training.objective import MultiScaleObjective
 
     if any(field.name == "memory_format" for field in dataclasses.fields(ModelConfig)):

@@ -60,9 +60,6 @@ class LLMConfig:
 # Registration networks ``model.architecture`` chooses: LLaMA-Reg, the baselines of issue 7
 # (:mod:`llamareg.baselines`) and the voxelmorph PyPI package's own model (an optional dependency).
 ARCHITECTURES = ("llamareg", "voxelmorph", "lapirn", "transmorph", "transmatch", "voxelmorph-package")
-# Displacement fields each architecture returns (one ``train.scale_weights`` entry per field).
-# LapIRN returns one per active level (``model.sizes.active_levels``, 3 by default).
-SINGLE_FIELD_ARCHITECTURES = ("voxelmorph", "transmorph", "transmatch", "voxelmorph-package")
 
 
 @dataclass
@@ -504,13 +501,7 @@ def _validate_architecture(config: Config) -> None:
     else:
         if model.steps != 1:
             raise ValueError(f"model.steps (cascaded decoding) is LLaMA-Reg's; {model.architecture} needs model.steps=1, got {model.steps}")
-        from llamareg.baselines import size_names
-
-        unknown = sorted(set(model.sizes) - set(size_names(model.architecture)))
-        if unknown:
-            raise ValueError(
-                f"model.sizes has {unknown}, which {model.architecture} does not take; it takes {size_names(model.architecture)}"
-            )
+        # Which sizes a baseline takes is the baseline's to say: build_baseline rejects the others.
     if train.schedule == "lapirn":
         if model.architecture != "lapirn":
             raise ValueError(f"train.schedule=lapirn trains LapIRN's levels; model.architecture is '{model.architecture}'")

@@ -329,16 +329,6 @@ class SwinStage(nn.Module):
         return x, (self.downsample(x) if self.downsample is not None else None)
 
 
-def stage_grids(shape: Sequence[int], patch_size: int, stages: int) -> list[Triple]:
-    """Token grid of every stage for an input ``shape``."""
-    grid = tuple(s // patch_size for s in shape)
-    grids = []
-    for _ in range(stages):
-        grids.append(grid)
-        grid = tuple(g // 2 for g in grid)
-    return grids  # type: ignore[return-value]
-
-
 def check_window(window: Sequence[int], shape: Sequence[int], patch_size: int, name: str = "window_size") -> None:
     """ValueError naming ``name`` unless ``window`` fits the first stage's token grid for ``shape``.
 

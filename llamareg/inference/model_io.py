@@ -20,7 +20,7 @@ from llamareg.inference.pretrained import (
     read_pretrained,
     shipped_model_path,
 )
-from llamareg.networks.llamareg import build_model
+from llamareg.models import build_model
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
 from llamareg.training.precision import Precision
 

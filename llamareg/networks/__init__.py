@@ -1,5 +1,5 @@
-"""Networks: the LLaMA-Reg model and the blocks it is built from."""
+"""Networks: the LLaMA-Reg model and the blocks it is built from (the factory from a config is llamareg.models)."""
 
-from llamareg.networks.llamareg import LLaMAReg, build_model
+from llamareg.networks.llamareg import LLaMAReg
 
-__all__ = ["LLaMAReg", "build_model"]
+__all__ = ["LLaMAReg"]

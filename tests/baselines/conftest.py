@@ -115,7 +115,7 @@ class PresetRuns:
     def reload(path):
         """A freshly built model from a checkpoint's own config, with its weights (as ``llamareg register`` does)."""
         from llamareg.config import config_from_dict
-        from llamareg.networks.llamareg import build_model
+        from llamareg.models import build_model
         from llamareg.training.checkpoint import load_model_state, read_checkpoint
 
         payload = read_checkpoint(path)

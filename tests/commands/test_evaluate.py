@@ -5,6 +5,7 @@ import csv
 import json
 import os
 
+import nibabel
 import numpy as np
 import pytest
 from matplotlib.image import imread

@@ -21,7 +21,7 @@ from llamareg.config import load_config  # noqa: E402
 from llamareg.data.factory import build_pair_datasets  # noqa: E402
 from llamareg.distributed import init_distributed, load_deepspeed_config  # noqa: E402
 from llamareg.llm import load_llama_layers  # noqa: E402
-from llamareg.networks.llamareg import build_model  # noqa: E402
+from llamareg.models import build_model  # noqa: E402
 from llamareg.training.trainer import Trainer  # noqa: E402
 
 TINY = ["data.shape=[32, 32, 32]", "data.num_train_subjects=4", "data.num_val_subjects=3", "data.num_val_pairs=3",

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llamareg.config import load_config
-from llamareg.networks.llamareg import build_model
+from llamareg.models import build_model
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
 
 TINY = ["data.shape=[32, 32, 32]", "data.num_train_subjects=4", "data.num_val_subjects=3", "data.num_val_pairs=3",

@@ -4,7 +4,6 @@ import nibabel
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from scipy.spatial.transform import Rotation
 
 from llamareg.data.mni152 import load_mni152
 from llamareg.inference.affine import AffineTransform, affine_levels, estimate_affine

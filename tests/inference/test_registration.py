@@ -10,7 +10,7 @@ from llamareg.config import load_config
 from llamareg.inference.grid import Grid
 from llamareg.inference.model_io import TrainedModel
 from llamareg.inference.registration import input_multiple, model_grid_for
-from llamareg.networks.llamareg import build_model
+from llamareg.models import build_model
 from llamareg.training.precision import Precision
 
 # TransMorph with the published four stages (stride 4 x 2^3 = 32), tiny widths.

@@ -7,7 +7,7 @@ from llamareg.config import load_config
 from llamareg.data.factory import build_pair_datasets
 from llamareg.llm import load_llama_layers
 from llamareg.networks.frozen_llm import FrozenLLM
-from llamareg.networks.llamareg import build_model
+from llamareg.models import build_model
 from llamareg.networks.lora import add_lora
 from llamareg.training.checkpoint import trainable_state
 from llamareg.training.objective import MultiScaleObjective

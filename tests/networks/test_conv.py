@@ -9,7 +9,7 @@ from torch.profiler import profile
 from llamareg.config import load_config
 from llamareg.networks import conv as conv_module
 from llamareg.networks.conv import conv3d, takes_reference_kernel
-from llamareg.networks.llamareg import build_model
+from llamareg.models import build_model
 from llamareg.training.objective import MultiScaleObjective
 
 

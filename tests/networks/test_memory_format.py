@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from llamareg.config import load_config
-from llamareg.networks.llamareg import build_model
+from llamareg.models import build_model
 from llamareg.networks.memory_format import contiguous_weights, memory_format_of, resolve_memory_format
 from llamareg.training.objective import MultiScaleObjective
 

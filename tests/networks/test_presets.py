@@ -3,7 +3,7 @@
 import torch
 
 from llamareg.config import load_config
-from llamareg.networks.llamareg import build_model
+from llamareg.models import build_model
 
 
 def test_paper_preset_builds_with_a_llama2_7b_shaped_layer():

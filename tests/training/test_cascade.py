@@ -9,7 +9,7 @@ import torch
 
 from llamareg.commands.train import run
 from llamareg.data.factory import build_pair_datasets
-from llamareg.networks.llamareg import build_model
+from llamareg.models import build_model
 from llamareg.inference.model_io import load_trained_model
 from llamareg.training.checkpoint import load_model_state, read_checkpoint, save_checkpoint, trainable_state
 from llamareg.training.precision import Precision

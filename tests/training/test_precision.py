@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from llamareg.config import load_config
-from llamareg.networks.llamareg import build_model
+from llamareg.models import build_model
 from llamareg.training import precision as precision_module
 from llamareg.training.objective import MultiScaleObjective
 from llamareg.training.precision import Precision
