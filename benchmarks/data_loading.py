@@ -120,8 +120,12 @@ def measure(subjects: int, shape: tuple[int, int, int], workers: int, shard_mb: 
 
 def write_results(row: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
-            "cpu_threads": torch.get_num_threads(), "torch": torch.__version__}
+    meta = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     (RESULTS / "data_loading.json").write_text(json.dumps({"meta": meta, "row": row}, indent=2) + "\n")
     shape = "x".join(map(str, row["shape"]))
     lines = [

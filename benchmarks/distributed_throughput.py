@@ -88,8 +88,17 @@ def measure(case: str, iterations: int, work: Path) -> dict:
     ranks = 2 if case == "deepspeed-2" else 1
     batch = 1 if case == "plain-1-thread" else GLOBAL_BATCH // ranks
     out = work / case
-    arguments = ["launch/train.py", "--max-iters", str(iterations), "--out", str(out), f"train.batch_size={batch}",
-                 f"train.val_every={iterations}", "train.checkpoint_every=0", "tracking.enabled=false"]
+    arguments = [
+        "launch/train.py",
+        "--max-iters",
+        str(iterations),
+        "--out",
+        str(out),
+        f"train.batch_size={batch}",
+        f"train.val_every={iterations}",
+        "train.checkpoint_every=0",
+        "tracking.enabled=false",
+    ]
     if case.startswith("deepspeed"):
         ds = json.loads((ROOT / "ds_configs" / "zero2.json").read_text())
         ds["train_micro_batch_size_per_gpu"] = "auto"  # the batch per rank differs between the cases
@@ -111,9 +120,17 @@ def measure(case: str, iterations: int, work: Path) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     seconds = metrics["train_seconds_per_iteration"]
     threads = 1 if case == "plain-1-thread" else max(1, (os.cpu_count() or 1) // ranks)
-    return {"case": case, "ranks": ranks, "batch_per_rank": batch, "threads_per_rank": threads,
-            "seconds_per_iteration": seconds, "pairs_per_second": batch * ranks / seconds, "precision": metrics["precision"],
-            "memory_format": metrics.get("memory_format"), "trainable_parameters": metrics["parameters"]["trainable"]}
+    return {
+        "case": case,
+        "ranks": ranks,
+        "batch_per_rank": batch,
+        "threads_per_rank": threads,
+        "seconds_per_iteration": seconds,
+        "pairs_per_second": batch * ranks / seconds,
+        "precision": metrics["precision"],
+        "memory_format": metrics.get("memory_format"),
+        "trainable_parameters": metrics["parameters"]["trainable"],
+    }
 
 
 def main() -> None:
@@ -125,18 +142,28 @@ def main() -> None:
     allreduce = allreduce_seconds(cases["plain"]["trainable_parameters"])
     speed = {case: figures["pairs_per_second"] for case, figures in cases.items()}
     seconds = {case: figures["seconds_per_iteration"] for case, figures in cases.items()}
-    ratios = {"deepspeed 2 ranks / plain": speed["deepspeed-2"] / speed["plain"],
-              "deepspeed 1 rank / plain (DeepSpeed's own cost)": speed["deepspeed-1"] / speed["plain"],
-              "deepspeed 2 ranks / 1 rank (splitting the batch)": speed["deepspeed-2"] / speed["deepspeed-1"],
-              "ceiling of 2 ranks on this machine: plain / (plain-1-thread + all-reduce)":
-                  seconds["plain"] / (seconds["plain-1-thread"] + allreduce)}
-    result = {"date": str(date.today()), "machine": f"{platform.machine()}, {os.cpu_count()} cores", "iterations": args.iters,
-              "load_average_1min_at_end": os.getloadavg()[0],  # other work on the machine skews the cases
-              "global_batch": GLOBAL_BATCH, "cases": list(cases.values()), "allreduce_seconds": allreduce, "ratios": ratios}
+    ratios = {
+        "deepspeed 2 ranks / plain": speed["deepspeed-2"] / speed["plain"],
+        "deepspeed 1 rank / plain (DeepSpeed's own cost)": speed["deepspeed-1"] / speed["plain"],
+        "deepspeed 2 ranks / 1 rank (splitting the batch)": speed["deepspeed-2"] / speed["deepspeed-1"],
+        "ceiling of 2 ranks on this machine: plain / (plain-1-thread + all-reduce)": seconds["plain"]
+        / (seconds["plain-1-thread"] + allreduce),
+    }
+    result = {
+        "date": str(date.today()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "iterations": args.iters,
+        "load_average_1min_at_end": os.getloadavg()[0],  # other work on the machine skews the cases
+        "global_batch": GLOBAL_BATCH,
+        "cases": list(cases.values()),
+        "allreduce_seconds": allreduce,
+        "ratios": ratios,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "distributed_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = "\n".join(
-        f"| {c['case']} | {c['ranks']} | {c['batch_per_rank']} | {c['threads_per_rank']} | {c['precision']} | {c['seconds_per_iteration']:.3f} "
+        f"| {c['case']} | {c['ranks']} | {c['batch_per_rank']} | {c['threads_per_rank']} | {c['precision']} "
+        f"| {c['seconds_per_iteration']:.3f} "
         f"| {c['pairs_per_second']:.2f} |"
         for c in cases.values()
     )
@@ -147,7 +174,8 @@ def main() -> None:
         f"{args.iters} iterations per case, run one after the other; `OMP_NUM_THREADS` unset (each rank takes cores / ranks "
         f"threads); load average {result['load_average_1min_at_end']:.1f} at the end. Command: "
         f"`python benchmarks/distributed_throughput.py --iters {args.iters}`.\n\n"
-        f"| case | ranks | batch per rank | threads per rank | precision | s / iteration | pairs / s |\n|---|---|---|---|---|---|---|\n{rows}\n\n"
+        "| case | ranks | batch per rank | threads per rank | precision | s / iteration | pairs / s |\n"
+        f"|---|---|---|---|---|---|---|\n{rows}\n\n"
         f"gloo all-reduce of the {cases['plain']['trainable_parameters']:,} trainable gradients in bf16, 2 processes with one thread each: "
         f"{allreduce * 1000:.1f} ms.\n\n"
         f"| ratio of pairs per second | |\n|---|---|\n{ratio_rows}\n\n"

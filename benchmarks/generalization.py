@@ -50,7 +50,10 @@ from llamareg.inference.model_io import TrainedModel, load_trained_model
 from llamareg.inference.pairs import PairPaths, check_pair, load_pair
 from llamareg.inference.registration import register_pair
 
-ANTS_ROWS = {"ants-default": ("ANTs SyN (SyNOnly, default 40/20/0)", None), "ants-100-70-50": ("ANTs SyN (SyNOnly, 100/70/50)", (100, 70, 50))}
+ANTS_ROWS = {
+    "ants-default": ("ANTs SyN (SyNOnly, default 40/20/0)", None),
+    "ants-100-70-50": ("ANTs SyN (SyNOnly, 100/70/50)", (100, 70, 50)),
+}
 SELF_BRAIN_LABELS_MIN = 1
 
 
@@ -78,20 +81,26 @@ def self_registration_copies(folder: Path) -> dict[str, tuple[Path, Path]]:
         volume = devtest_template(shape, spacing)
         tag = name.replace(" ", "")
         affine = volume.affine.numpy()
-        copies[name] = (_save(volume.image[0].numpy(), affine, folder / f"self_{tag}_image.nii.gz"),
-                        _save(volume.labels[0].numpy().astype(np.int16), affine, folder / f"self_{tag}_labels.nii.gz"))
+        copies[name] = (
+            _save(volume.image[0].numpy(), affine, folder / f"self_{tag}_image.nii.gz"),
+            _save(volume.labels[0].numpy().astype(np.int16), affine, folder / f"self_{tag}_labels.nii.gz"),
+        )
         if spacing == 2.0:
             image, labels = volume.image[0].numpy(), volume.labels[0].numpy().astype(np.int16)
             crop = (slice(6, -2), slice(4, -10), slice(0, -8))
             cropped_affine = affine.copy()
             cropped_affine[:3, 3] = affine[:3, :3] @ np.array([6, 4, 0]) + affine[:3, 3]
-            copies["2 mm, cropped"] = (_save(image[crop], cropped_affine, folder / "self_cropped_image.nii.gz"),
-                                       _save(labels[crop], cropped_affine, folder / "self_cropped_labels.nii.gz"))
+            copies["2 mm, cropped"] = (
+                _save(image[crop], cropped_affine, folder / "self_cropped_image.nii.gz"),
+                _save(labels[crop], cropped_affine, folder / "self_cropped_labels.nii.gz"),
+            )
             pad = ((12, 12), (8, 16), (10, 10))
             padded_affine = affine.copy()
             padded_affine[:3, 3] = affine[:3, :3] @ -np.array([12, 8, 10]) + affine[:3, 3]
-            copies["2 mm, padded"] = (_save(np.pad(image, pad), padded_affine, folder / "self_padded_image.nii.gz"),
-                                      _save(np.pad(labels, pad), padded_affine, folder / "self_padded_labels.nii.gz"))
+            copies["2 mm, padded"] = (
+                _save(np.pad(image, pad), padded_affine, folder / "self_padded_image.nii.gz"),
+                _save(np.pad(labels, pad), padded_affine, folder / "self_padded_labels.nii.gz"),
+            )
     return copies
 
 
@@ -103,13 +112,15 @@ def score_self_registration(trained: TrainedModel, copies: dict[str, tuple[Path,
         registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels)
         voxels = voxel_displacement(registration.displacement, loaded.fixed.affine)[0].norm(dim=0).numpy()
         brain = loaded.moving_labels.data >= SELF_BRAIN_LABELS_MIN
-        records.append({
-            "copy": name,
-            "shape": list(loaded.fixed.shape),
-            "mean_abs_u_voxels": float(voxels[brain].mean()),
-            "dice": mean_dice(registration.warped_labels, loaded.moving_labels.data, loaded.moving_labels.data),
-            "seconds": registration.seconds,
-        })
+        records.append(
+            {
+                "copy": name,
+                "shape": list(loaded.fixed.shape),
+                "mean_abs_u_voxels": float(voxels[brain].mean()),
+                "dice": mean_dice(registration.warped_labels, loaded.moving_labels.data, loaded.moving_labels.data),
+                "seconds": registration.seconds,
+            }
+        )
     return records
 
 
@@ -151,9 +162,16 @@ def render(result: dict) -> str:
     for row in result["rows"].values():
         folding = "" if row["folding_pct"] is None else f"{row['folding_pct']:.3f}"
         network = "" if row["network_seconds_per_pair"] is None else f"{row['network_seconds_per_pair']:.2f}"
-        lines.append(f"| {row['label']} | {row['dice_mean']:.4f} ± {row['dice_std']:.4f} | {folding} | {row['seconds_per_pair']:.2f} | {network} |")
-    lines += ["", "Paired differences of per-pair Dice (a - b), bootstrap 95 % interval over pairs, Wilcoxon signed-rank p:", "",
-              "| a | b | mean | 95 % interval | p | verdict | claim |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {row['label']} | {row['dice_mean']:.4f} ± {row['dice_std']:.4f} | {folding} | {row['seconds_per_pair']:.2f} | {network} |"
+        )
+    lines += [
+        "",
+        "Paired differences of per-pair Dice (a - b), bootstrap 95 % interval over pairs, Wilcoxon signed-rank p:",
+        "",
+        "| a | b | mean | 95 % interval | p | verdict | claim |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for item in result["comparisons"]:
         rows = result["rows"]
         lines.append(
@@ -163,26 +181,43 @@ def render(result: dict) -> str:
     if result.get("time_ratios"):
         lines += ["", "Time ratios (same run): " + "; ".join(f"{k}: {v:.3f}" for k, v in result["time_ratios"].items())]
     if result.get("self_registration"):
-        lines += ["", f"Self-registration ({result['self_model']}): an image registered to itself.", "",
-                  "| copy | shape | mean \\|u\\| in the brain (voxels) | Dice | seconds |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Self-registration ({result['self_model']}): an image registered to itself.",
+            "",
+            "| copy | shape | mean \\|u\\| in the brain (voxels) | Dice | seconds |",
+            "|---|---|---|---|---|",
+        ]
         for item in result["self_registration"]:
-            lines.append(f"| {item['copy']} | {'x'.join(map(str, item['shape']))} | {item['mean_abs_u_voxels']:.3f} | {item['dice']:.4f} | {item['seconds']:.2f} |")
+            lines.append(
+                f"| {item['copy']} | {'x'.join(map(str, item['shape']))} | {item['mean_abs_u_voxels']:.3f} | {item['dice']:.4f} "
+                f"| {item['seconds']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def card_entries(result: dict, report: Path) -> dict[str, str]:
     """Model-card entries (label -> text) of the rows and the comparisons that involve the shipped model."""
     rows = result["rows"]
-    entries = {f"dev-test Dice, {row['label']}": f"{row['dice_mean']:.4f}" for name, row in rows.items()
-               if name in ("identity", "shipped", "shipped-refine") or name.startswith("ants")}
+    entries = {
+        f"dev-test Dice, {row['label']}": f"{row['dice_mean']:.4f}"
+        for name, row in rows.items()
+        if name in ("identity", "shipped", "shipped-refine") or name.startswith("ants")
+    }
     for shipped in ("shipped", "shipped-refine"):
         if shipped in rows:
-            entries[f"dev-test seconds per pair, {rows[shipped]['label']}"] = f"{rows[shipped]['seconds_per_pair']:.2f} ({result['threads']} threads)"
+            entries[f"dev-test seconds per pair, {rows[shipped]['label']}"] = (
+                f"{rows[shipped]['seconds_per_pair']:.2f} ({result['threads']} threads)"
+            )
     for item in result["comparisons"]:
         if item["a"].startswith("shipped"):
             entries[f"dev-test {rows[item['a']]['label']} minus {rows[item['b']]['label']}"] = (
-                f"{item['mean']:+.4f} [{item['low']:+.4f}, {item['high']:+.4f}] ({item['verdict']})")
-    entries["dev-test set"] = f"{len(next(iter(rows.values()))['per_pair'])} pairs of MNI152 under deformations no training or validation used (2 mm, 100 parcels); see {report}"
+                f"{item['mean']:+.4f} [{item['low']:+.4f}, {item['high']:+.4f}] ({item['verdict']})"
+            )
+    entries["dev-test set"] = (
+        f"{len(next(iter(rows.values()))['per_pair'])} pairs of MNI152 under deformations no training or validation used "
+        f"(2 mm, 100 parcels); see {report}"
+    )
     return entries
 
 
@@ -217,21 +252,29 @@ def run_rows(jobs: dict[str, tuple[str, Callable[[], list[dict]]]]) -> tuple[dic
         started = time.perf_counter()
         records[name] = job()
         rows[name] = summarise_row(name, label, records[name])
-        print(f"{label}: Dice {rows[name]['dice_mean']:.4f}, {rows[name]['seconds_per_pair']:.2f} s per pair "
-              f"({time.perf_counter() - started:.0f} s)", flush=True)
+        print(
+            f"{label}: Dice {rows[name]['dice_mean']:.4f}, {rows[name]['seconds_per_pair']:.2f} s per pair "
+            f"({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
     return rows, records
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="benchmarks/results", help="results folder (generalization.md, .json, _pairs.csv; default benchmarks/results)")
+    parser.add_argument(
+        "--out", default="benchmarks/results", help="results folder (generalization.md, .json, _pairs.csv; default benchmarks/results)"
+    )
     parser.add_argument("--demo", help="checkpoint of the `make demo` model (runs/cpu-default/checkpoints/best.pt)")
     parser.add_argument("--cascade", help="training folder of a step-by-step cascade (runs/cpu-cascade): its step 1 and last step are rows")
     parser.add_argument("--pairs", type=int, default=16, help="dev-test pairs (default 16)")
     parser.add_argument("--refine", type=int, default=100, help="instance optimisation steps for the shipped model's refined row")
     parser.add_argument("--no-ants", action="store_true", help="leave out the ANTs rows (antspyx not installed)")
-    parser.add_argument("--card-extra", help="also write the shipped model's dev-test figures as a JSON object for "
-                        "`llamareg export-pretrained --card-extra` (its model card)")
+    parser.add_argument(
+        "--card-extra",
+        help="also write the shipped model's dev-test figures as a JSON object for "
+        "`llamareg export-pretrained --card-extra` (its model card)",
+    )
     parser.add_argument("--no-shipped", action="store_true", help="leave out the shipped model's rows")
     args = parser.parse_args(argv)
     if args.pairs < 2:
@@ -264,7 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"no shipped model: {error}", file=sys.stderr)
         if "shipped" in models:
             jobs["shipped"] = ("shipped model (network only)", lambda: score_model(models["shipped"], pairs))
-            jobs["shipped-refine"] = (f"shipped model + --refine {args.refine}", lambda: score_model(models["shipped"], pairs, refine=args.refine))
+            jobs["shipped-refine"] = (
+                f"shipped model + --refine {args.refine}",
+                lambda: score_model(models["shipped"], pairs, refine=args.refine),
+            )
         rows, records = run_rows(jobs)
         self_model = "shipped" if "shipped" in models else "demo" if "demo" in models else None
         self_records = score_self_registration(models[self_model], self_registration_copies(scratch)) if self_model else []
@@ -282,7 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         comparisons.append(comparison(rows, last, first, "later steps do not lower Dice (upper bound >= 0)"))
     time_ratios = {}
     if "shipped-refine" in rows and "ants-100-70-50" in rows:
-        time_ratios["shipped + refine / ANTs 100/70/50"] = rows["shipped-refine"]["seconds_per_pair"] / rows["ants-100-70-50"]["seconds_per_pair"]
+        time_ratios["shipped + refine / ANTs 100/70/50"] = (
+            rows["shipped-refine"]["seconds_per_pair"] / rows["ants-100-70-50"]["seconds_per_pair"]
+        )
     result = {
         "what": (
             f"{args.pairs} dev-test pairs: the MNI152 template under random smooth deformations (12 mm at most, control points "

@@ -38,17 +38,37 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gpu_check.md"
 TINY_OUT = Path(tempfile.gettempdir()) / "gpu_check_tiny.md"
 PRESET = "paper-knee-3090"
 COMMON = ["tracking.enabled=false", "train.batch_size=1", "train.grad_accumulation=1"]
-GPU = {"overrides": ["llm.source=random:llama-2-7b", "llm.dtype=float16", "train.precision=fp16", "train.device=cuda"],
-       "warmup": 3, "iterations": 10, "ds_iterations": 20, "pairs": 20}
-TINY = {"overrides": ["llm.source=random:smollm2-135m", "llm.layers=[-1]", "llm.hidden_size=576", "llm.dtype=float32",
-                      "data.shape=[32, 32, 32]", "model.base_channels=4", "model.adapter_width=32",
-                      "model.inner_adapter_width=32", "train.precision=fp32", "train.device=cpu"],
-        "warmup": 0, "iterations": 2, "ds_iterations": 2, "pairs": 2}
+GPU = {
+    "overrides": ["llm.source=random:llama-2-7b", "llm.dtype=float16", "train.precision=fp16", "train.device=cuda"],
+    "warmup": 3,
+    "iterations": 10,
+    "ds_iterations": 20,
+    "pairs": 20,
+}
+TINY = {
+    "overrides": [
+        "llm.source=random:smollm2-135m",
+        "llm.layers=[-1]",
+        "llm.hidden_size=576",
+        "llm.dtype=float32",
+        "data.shape=[32, 32, 32]",
+        "model.base_channels=4",
+        "model.adapter_width=32",
+        "model.inner_adapter_width=32",
+        "train.precision=fp32",
+        "train.device=cpu",
+    ],
+    "warmup": 0,
+    "iterations": 2,
+    "ds_iterations": 2,
+    "pairs": 2,
+}
 # (case, model steps, trainable steps (0-based), encoder trains, paper MB): the phases plan_phases makes.
-TRAINING = (("one step", 1, {0}, True, 7632), ("step 3, step by step", 3, {2}, False, 8384),
-            ("3 steps, joint", 3, {0, 1, 2}, False, 14712))
+TRAINING = (("one step", 1, {0}, True, 7632), ("step 3, step by step", 3, {2}, False, 8384), ("3 steps, joint", 3, {0, 1, 2}, False, 14712))
 PAPER_INFERENCE_MS = 241
 DEEPSPEED = (("ZeRO-2 fp16", "ds_configs/zero2.json"), ("ZeRO-2 bf16", "ds_configs/zero2-bf16.json"))
+
+
 def fresh_model(config) -> torch.nn.Module:
     """``build_model(config)``, seeded, after freeing the previous row's memory and resetting the peak memory."""
     from llamareg.models import build_model
@@ -88,8 +108,9 @@ def optimization_for(config, model, ds_config=None, context=None):
     device, train = torch.device(config.train.device), config.train
     torch.backends.cudnn.benchmark = True  # as the Trainer sets it: fixed shapes
     model = model.to(device)
-    optimization = (LocalOptimization(model, config, device) if ds_config is None else
-                    DeepSpeedOptimization(model, config, ds_config, context))
+    optimization = (
+        LocalOptimization(model, config, device) if ds_config is None else DeepSpeedOptimization(model, config, ds_config, context)
+    )
     objective = MultiScaleObjective(train.similarity, train.reg_weight, train.scale_weights, train.label_weight, train.flow_weight)
     moving, fixed = (torch.rand(1, 1, *config.data.shape).to(device, optimization.input_dtype) for _ in range(2))
 
@@ -126,8 +147,17 @@ def training_rows(load, sizes: dict) -> list[dict]:
             optimization, step = optimization_for(config, model)
             seconds, terms = timed(step, sizes["warmup"], sizes["iterations"], device)
             allocated, reserved = peak_mb(device)
-            rows.append({"case": case, "trainable": model.parameter_counts()["trainable"], "seconds": seconds,
-                         "allocated": allocated, "reserved": reserved, "paper": paper, "loss": terms["loss"].item()})
+            rows.append(
+                {
+                    "case": case,
+                    "trainable": model.parameter_counts()["trainable"],
+                    "seconds": seconds,
+                    "allocated": allocated,
+                    "reserved": reserved,
+                    "paper": paper,
+                    "loss": terms["loss"].item(),
+                }
+            )
         except Exception as error:
             rows.append(error_row(case, error))
         model = optimization = step = None  # noqa: F841 (frees the row's memory before the next row)
@@ -177,10 +207,19 @@ def deepspeed_rows(load, sizes: dict) -> tuple[list[dict], str]:
             scale_start, losses, tick = loss_scale(engine), [], time.perf_counter()
             for _ in range(sizes["ds_iterations"]):
                 losses.append(step()["loss"].item())
-            rows.append({"case": case, "config": path, "precision": config.train.precision, "losses": losses,
-                         "seconds": (time.perf_counter() - tick) / len(losses), "scale_start": scale_start,
-                         "scale_end": loss_scale(engine), "skipped": int(getattr(engine, "skipped_steps", 0)),
-                         "allocated": peak_mb(device)[0]})
+            rows.append(
+                {
+                    "case": case,
+                    "config": path,
+                    "precision": config.train.precision,
+                    "losses": losses,
+                    "seconds": (time.perf_counter() - tick) / len(losses),
+                    "scale_start": scale_start,
+                    "scale_end": loss_scale(engine),
+                    "skipped": int(getattr(engine, "skipped_steps", 0)),
+                    "allocated": peak_mb(device)[0],
+                }
+            )
         except Exception as error:
             rows.append(error_row(case, error, config=path))
         optimization = engine = step = None
@@ -205,27 +244,72 @@ def table(header: str, rows: list[dict], cells) -> list[str]:
 
 def report(rows: list[dict], ds_rows: list[dict], ds_note: str, tiny: bool, setting: str) -> str:
     """The Markdown results file."""
-    machine = (f"CPU ({platform.machine()}, {os.cpu_count()} cores), torch {torch.__version__}" if tiny else
-               f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
+    machine = (
+        f"CPU ({platform.machine()}, {os.cpu_count()} cores), torch {torch.__version__}"
+        if tiny
+        else f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+        f"cuDNN {torch.backends.cudnn.version()}"
+    )
     memory = "peak resident MB (CPU) | reserved MB" if tiny else "max allocated MB | max reserved MB"
-    lines = [f"# GPU check{': tiny CPU smoke run (its figures mean nothing)' if tiny else ''}", "",
-             f"Command: `{' '.join(['python', *sys.argv])}`", "", f"Date: {date.today().isoformat()}. Machine: {machine}.", "",
-             f"Setting: {setting}.", "", "## Training (peak memory over building the model and training; paper: RTX 3090, AMP)", "",
-             "nvidia-smi, which the paper's figures are likely read from, shows reserved memory plus the CUDA context.", ""]
-    lines += table(f"case | trainable params | s / iteration | {memory} | paper MB | last loss", rows[:-1], lambda r: [
-        r["case"], f"{r['trainable']:,}", f"{r['seconds']:.3f}", number(r["allocated"]), number(r["reserved"]), r["paper"], f"{r['loss']:.5f}"])
+    lines = [
+        f"# GPU check{': tiny CPU smoke run (its figures mean nothing)' if tiny else ''}",
+        "",
+        f"Command: `{' '.join(['python', *sys.argv])}`",
+        "",
+        f"Date: {date.today().isoformat()}. Machine: {machine}.",
+        "",
+        f"Setting: {setting}.",
+        "",
+        "## Training (peak memory over building the model and training; paper: RTX 3090, AMP)",
+        "",
+        "nvidia-smi, which the paper's figures are likely read from, shows reserved memory plus the CUDA context.",
+        "",
+    ]
+    lines += table(
+        f"case | trainable params | s / iteration | {memory} | paper MB | last loss",
+        rows[:-1],
+        lambda r: [
+            r["case"],
+            f"{r['trainable']:,}",
+            f"{r['seconds']:.3f}",
+            number(r["allocated"]),
+            number(r["reserved"]),
+            r["paper"],
+            f"{r['loss']:.5f}",
+        ],
+    )
     lines += ["", "## Inference (three steps, no autograd, the training precision's autocast)", ""]
-    lines += table("case | ms / pair | paper ms | max allocated MB", rows[-1:], lambda r: [
-        r["case"], f"{r['ms']:.1f}", r["paper"], number(r["allocated"])])
+    lines += table(
+        "case | ms / pair | paper ms | max allocated MB",
+        rows[-1:],
+        lambda r: [r["case"], f"{r['ms']:.1f}", r["paper"], number(r["allocated"])],
+    )
     lines += ["", f"## DeepSpeed ({ds_note})", ""]
     if ds_rows:
-        lines += table("case | config | precision used | iterations | losses finite | first loss | last loss | loss scale start | "
-                       "loss scale end | skipped steps | s / iteration | max allocated MB", ds_rows, lambda r: [
-                           r["case"], r["config"], r["precision"], len(r["losses"]),
-                           "yes" if all(map(math.isfinite, r["losses"])) else "NO", f"{r['losses'][0]:.5f}", f"{r['losses'][-1]:.5f}",
-                           number(r["scale_start"]), number(r["scale_end"]), r["skipped"], f"{r['seconds']:.3f}", number(r["allocated"])])
-        lines += ["", "A working fp16 loss scaler: finite losses, a dynamic scale (2^16 at start) halved after overflows "
-                  "(each a skipped step), fewer skipped steps than iterations."]
+        lines += table(
+            "case | config | precision used | iterations | losses finite | first loss | last loss | loss scale start | "
+            "loss scale end | skipped steps | s / iteration | max allocated MB",
+            ds_rows,
+            lambda r: [
+                r["case"],
+                r["config"],
+                r["precision"],
+                len(r["losses"]),
+                "yes" if all(map(math.isfinite, r["losses"])) else "NO",
+                f"{r['losses'][0]:.5f}",
+                f"{r['losses'][-1]:.5f}",
+                number(r["scale_start"]),
+                number(r["scale_end"]),
+                r["skipped"],
+                f"{r['seconds']:.3f}",
+                number(r["allocated"]),
+            ],
+        )
+        lines += [
+            "",
+            "A working fp16 loss scaler: finite losses, a dynamic scale (2^16 at start) halved after overflows "
+            "(each a skipped step), fewer skipped steps than iterations.",
+        ]
         if tiny:
             lines.append("On the CPU an fp16 DeepSpeed config trains in bf16 or fp32 (llamareg.distributed.ds_config): no loss scaler.")
     return "\n".join(lines) + "\n"
@@ -238,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         0, or 1 when a row failed (its error is in the file; the other rows still ran).
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help=f"Markdown file to write (default {DEFAULT_OUT.relative_to(ROOT)}; with --tiny {TINY_OUT})")
+    parser.add_argument(
+        "--out", type=Path, help=f"Markdown file to write (default {DEFAULT_OUT.relative_to(ROOT)}; with --tiny {TINY_OUT})"
+    )
     parser.add_argument("--tiny", action="store_true", help="the same rows on the CPU at 32^3 in seconds (a smoke test)")
     args = parser.parse_args(argv)
     out = (args.out or (TINY_OUT if args.tiny else DEFAULT_OUT)).resolve()
@@ -254,10 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes, started = (TINY if args.tiny else GPU), time.perf_counter()
     load = lambda extra: load_config(PRESET, [*sizes["overrides"], *COMMON, *extra])  # noqa: E731
     config = load([])
-    setting = (f"preset {PRESET}, LLM {config.llm.source} ({config.llm.dtype}, layers {config.llm.layers}, {config.llm.calls} calls), "
-               f"shape {'x'.join(map(str, config.data.shape))}, C={config.model.base_channels}, precision {config.train.precision}, batch 1; "
-               f"{sizes['warmup']} warm-up then {sizes['iterations']} timed iterations, {sizes['pairs']} inference pairs, "
-               f"{sizes['ds_iterations']} DeepSpeed iterations")
+    setting = (
+        f"preset {PRESET}, LLM {config.llm.source} ({config.llm.dtype}, layers {config.llm.layers}, {config.llm.calls} calls), "
+        f"shape {'x'.join(map(str, config.data.shape))}, C={config.model.base_channels}, precision {config.train.precision}, batch 1; "
+        f"{sizes['warmup']} warm-up then {sizes['iterations']} timed iterations, {sizes['pairs']} inference pairs, "
+        f"{sizes['ds_iterations']} DeepSpeed iterations"
+    )
     rows = [*training_rows(load, sizes), inference_row(load, sizes)]
     ds_rows, ds_note = deepspeed_rows(load, sizes)
     text = report(rows, ds_rows, ds_note, args.tiny, setting) + f"\nWall time of the whole check: {time.perf_counter() - started:.0f} s.\n"

@@ -32,15 +32,24 @@ LAYOUTS = ("contiguous", "channels_last")
 
 
 def render(result: dict) -> str:
-    lines = [f"# Same training time, two layouts: {result['config']}", "", result["what"], "",
-             f"Command: `{result['command']}`  ",
-             f"Machine: {result['machine']}; torch {result['torch']}, {result['threads']} threads; written {result['written']}.", "",
-             "| row | iterations in the budget | training minutes | best validation Dice (iteration) | dev-test Dice (mean ± sd) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"# Same training time, two layouts: {result['config']}",
+        "",
+        result["what"],
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']}; torch {result['torch']}, {result['threads']} threads; written {result['written']}.",
+        "",
+        "| row | iterations in the budget | training minutes | best validation Dice (iteration) | dev-test Dice (mean ± sd) |",
+        "|---|---|---|---|---|",
+    ]
     for row in result["rows"]:
         run = result["runs"].get(row["row"])
-        trained = ("", "", "") if run is None else (
-            str(run["iterations"]), f"{run['wall_seconds'] / 60:.1f}", f"{run['val_dice_best']:.4f} ({run['best_iteration']})")
+        trained = (
+            ("", "", "")
+            if run is None
+            else (str(run["iterations"]), f"{run['wall_seconds'] / 60:.1f}", f"{run['val_dice_best']:.4f} ({run['best_iteration']})")
+        )
         lines.append(f"| {row['label']} | {trained[0]} | {trained[1]} | {trained[2]} | {row['dice_mean']:.4f} ± {row['dice_std']:.4f} |")
     lines += ["", "| comparison | mean paired difference | 95 % interval | verdict |", "|---|---|---|---|"]
     for item in result["comparisons"]:
@@ -63,8 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for layout in LAYOUTS:
         out = Path(args.runs) / layout
         # A cap far above what the budget allows, so that the clock decides.
-        config = load_config(args.config, [f"model.memory_format={layout}", f"train.max_minutes={args.minutes}",
-                                           "train.max_iters=20000", f"train.out={out}"])
+        config = load_config(
+            args.config, [f"model.memory_format={layout}", f"train.max_minutes={args.minutes}", "train.max_iters=20000", f"train.out={out}"]
+        )
         train(config, overwrite=True)
         runs[layout] = json.loads((out / "metrics.json").read_text())
         print(f"{layout}: {runs[layout]['iterations']} iterations in {runs[layout]['wall_seconds'] / 60:.1f} min", flush=True)
@@ -78,15 +88,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     comparisons = [comparison(rows, "channels_last", "contiguous", "more iterations in the same time train a better model")]
     comparisons += [comparison(rows, layout, "identity", "beats identity") for layout in LAYOUTS]
     result = {
-        "what": (f"{args.pairs} dev-test pairs (the MNI152 template under random smooth deformations of the seed stream 'devtest', "
-                 "scored on 100 grey/white-matter parcels; no training or validation pair used this anatomy, no checkpoint was "
-                 f"chosen on them). Each run trained `{args.config}` for {args.minutes:g} minutes of its own wall clock; best.pt "
-                 "by validation Dice. One training seed per layout."),
+        "what": (
+            f"{args.pairs} dev-test pairs (the MNI152 template under random smooth deformations of the seed stream 'devtest', "
+            "scored on 100 grey/white-matter parcels; no training or validation pair used this anatomy, no checkpoint was "
+            f"chosen on them). Each run trained `{args.config}` for {args.minutes:g} minutes of its own wall clock; best.pt "
+            "by validation Dice. One training seed per layout."
+        ),
         "config": args.config,
         **run_context(argv),
-        "runs": {layout: {key: runs[layout][key] for key in ("iterations", "stopped_by", "wall_seconds", "val_dice_best", "best_iteration",
-                                                              "train_seconds_per_iteration", "precision", "memory_format")}
-                 for layout in LAYOUTS},
+        "runs": {
+            layout: {
+                key: runs[layout][key]
+                for key in (
+                    "iterations",
+                    "stopped_by",
+                    "wall_seconds",
+                    "val_dice_best",
+                    "best_iteration",
+                    "train_seconds_per_iteration",
+                    "precision",
+                    "memory_format",
+                )
+            }
+            for layout in LAYOUTS
+        },
         "rows": list(rows.values()),
         "comparisons": comparisons,
     }

@@ -57,7 +57,10 @@ def render(result: dict) -> str:
         minutes = "" if row["minutes"] is None else f"{row['minutes']:.1f}"
         iterations = "" if row["iterations"] is None else str(row["iterations"])
         folding = "" if row["folding_pct"] is None else f"{row['folding_pct']:.3f}"
-        lines.append(f"| {row['label']} | {iterations} | {minutes} | {row['dice_mean']:.4f} ± {row['dice_std']:.4f} | {diff} | {interval} | {folding} |")
+        lines.append(
+            f"| {row['label']} | {iterations} | {minutes} | {row['dice_mean']:.4f} ± {row['dice_std']:.4f} "
+            f"| {diff} | {interval} | {folding} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -87,8 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [{**summarise_row("identity", "identity (no registration)", records["identity"]), "iterations": None, "minutes": None}]
         if not args.no_ants:
             records["ants-default"] = score_ants(pairs, None)
-            rows.append({**summarise_row("ants-default", "ANTs SyN (SyNOnly, default 40/20/0)", records["ants-default"]),
-                         "iterations": None, "minutes": None})
+            rows.append(
+                {
+                    **summarise_row("ants-default", "ANTs SyN (SyNOnly, default 40/20/0)", records["ants-default"]),
+                    "iterations": None,
+                    "minutes": None,
+                }
+            )
         print(f"identity {rows[0]['dice_mean']:.4f}" + ("" if args.no_ants else f", ANTs default {rows[1]['dice_mean']:.4f}"), flush=True)
         iterations, minutes = 0, 0.0
         while iterations < base.train.max_iters and minutes < args.minutes:
@@ -99,12 +107,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             model = load_trained_model(run_dir / "checkpoints" / LAST_FILE, device="cpu")
             name = f"it{iterations}"
             records[name] = score_model(model, pairs)
-            row = {**summarise_row(name, f"{args.config} after {iterations} iterations", records[name]), "iterations": iterations,
-                   "minutes": minutes, "val_dice": metrics["val_dice"]}
+            row = {
+                **summarise_row(name, f"{args.config} after {iterations} iterations", records[name]),
+                "iterations": iterations,
+                "minutes": minutes,
+                "val_dice": metrics["val_dice"],
+            }
             row["minus_identity"] = comparison({"a": row, "identity": rows[0]}, "a", "identity", "beats identity")
             rows.append(row)
-            print(f"{iterations} iterations, {minutes:.1f} min: dev-test Dice {row['dice_mean']:.4f} "
-                  f"({row['minus_identity']['mean']:+.4f} vs identity), validation Dice {metrics['val_dice']:.4f}", flush=True)
+            print(
+                f"{iterations} iterations, {minutes:.1f} min: dev-test Dice {row['dice_mean']:.4f} "
+                f"({row['minus_identity']['mean']:+.4f} vs identity), validation Dice {metrics['val_dice']:.4f}",
+                flush=True,
+            )
     last = rows[-1]
     if "minus_identity" not in last:
         raise SystemExit("no training chunk ran: check --minutes and the preset's train.max_iters")
@@ -120,9 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": args.config,
         **run_context(argv),
         "verdict": "go" if beats else "no-go",
-        "verdict_reason": (f"after {last['iterations']} iterations ({last['minutes']:.1f} min) the model "
-                           f"{'beats' if beats else 'does not beat'} identity: {last['minus_identity']['mean']:+.4f} "
-                           f"[{last['minus_identity']['low']:+.4f}, {last['minus_identity']['high']:+.4f}]"),
+        "verdict_reason": (
+            f"after {last['iterations']} iterations ({last['minutes']:.1f} min) the model "
+            f"{'beats' if beats else 'does not beat'} identity: {last['minus_identity']['mean']:+.4f} "
+            f"[{last['minus_identity']['low']:+.4f}, {last['minus_identity']['high']:+.4f}]"
+        ),
         "rows": rows,
     }
     write_results(out, "learning_curve", result, records, render(result))

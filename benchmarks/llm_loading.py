@@ -71,37 +71,48 @@ def write_checkpoint(folder: Path, num_layers: int) -> int:
     def normal(*shape: int) -> torch.Tensor:
         return torch.empty(shape, dtype=torch.float16).normal_(0.0, 0.02, generator=generator)
 
-    shards = [{"model.embed_tokens.weight": normal(VOCAB_SIZE, spec.hidden_size),
-               "lm_head.weight": normal(VOCAB_SIZE, spec.hidden_size),
-               "model.norm.weight": torch.ones(spec.hidden_size, dtype=torch.float16)}]
+    shards = [
+        {
+            "model.embed_tokens.weight": normal(VOCAB_SIZE, spec.hidden_size),
+            "lm_head.weight": normal(VOCAB_SIZE, spec.hidden_size),
+            "model.norm.weight": torch.ones(spec.hidden_size, dtype=torch.float16),
+        }
+    ]
     shards += [None] * num_layers  # layer shards are generated one at a time to keep this process small
     weight_map, total = {}, 0
     for number in range(len(shards)):
         name = f"model-{number + 1:05d}-of-{len(shards):05d}.safetensors"
         tensors = shards[number] or {
-            f"model.layers.{number - 1}.{key}": (torch.ones(shape, dtype=torch.float16) if len(shape) == 1
-                                                 else normal(*shape))
-            for key, shape in spec.layer_parameter_shapes().items()}
+            f"model.layers.{number - 1}.{key}": (torch.ones(shape, dtype=torch.float16) if len(shape) == 1 else normal(*shape))
+            for key, shape in spec.layer_parameter_shapes().items()
+        }
         save_file(tensors, folder / name, metadata={"format": "pt"})
         weight_map.update({key: name for key in tensors})
         total += (folder / name).stat().st_size
         shards[number] = None
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
-    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": spec.hidden_size,
-              "intermediate_size": spec.intermediate_size, "num_attention_heads": spec.num_attention_heads,
-              "num_key_value_heads": spec.num_key_value_heads, "num_hidden_layers": num_layers,
-              "rms_norm_eps": spec.rms_norm_eps, "vocab_size": VOCAB_SIZE, "max_position_embeddings": 4096,
-              "tie_word_embeddings": False, "torch_dtype": "float16"}
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_attention_heads": spec.num_attention_heads,
+        "num_key_value_heads": spec.num_key_value_heads,
+        "num_hidden_layers": num_layers,
+        "rms_norm_eps": spec.rms_norm_eps,
+        "vocab_size": VOCAB_SIZE,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float16",
+    }
     (folder / "config.json").write_text(json.dumps(config, indent=1))
     return total
 
 
 def measure(mode: str, folder: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", PROBE, mode, str(folder)], capture_output=True, text=True,
-                            env=env, check=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", PROBE, mode, str(folder)], capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{mode} probe failed:\n{result.stderr[-3000:]}")
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -113,8 +124,12 @@ def measure(mode: str, folder: Path) -> dict:
 def machine() -> dict:
     with open("/proc/meminfo") as handle:
         memory_kib = next(int(line.split()[1]) for line in handle if line.startswith("MemTotal:"))
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1)}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(memory_kib / 2**20, 1),
+    }
 
 
 def write_results(results: dict, results_dir: Path) -> None:
@@ -174,8 +189,12 @@ def main() -> None:
     results = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": version("transformers"), "safetensors": version("safetensors")},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": version("transformers"),
+            "safetensors": version("safetensors"),
+        },
         "num_layers": args.num_layers,
         "checkpoint_mib": checkpoint_bytes / MIB,
         "layer_mib": layer_bytes / MIB,

@@ -80,8 +80,12 @@ def write_results(rows: list[dict]) -> None:
     import torch
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
-            "cpu_threads": torch.get_num_threads(), "torch": torch.__version__}
+    meta = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     (RESULTS / "model_cost.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     base = next(r for r in rows if r["preset"] == PAPER[0] and r["shape"] == [96, 112, 96])
     lines = [

@@ -94,7 +94,9 @@ class Worker:
     def __init__(self, variant: Variant) -> None:
         environment = {**os.environ, "PYTHONPATH": str(variant.root)}
         command = [sys.executable, str(WORKER), variant.preset, variant.precision, variant.layout, *variant.overrides]
-        self.process = subprocess.Popen(command, cwd=variant.root, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            command, cwd=variant.root, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.ready = self._read()
 
     def _read(self) -> dict:
@@ -124,26 +126,37 @@ def groups_for(args: argparse.Namespace, baseline: Path | None) -> list[Group]:
     auto = Precision.resolve("auto", torch.device("cpu")).name
     layouts = [args.layout] if args.layout else ["contiguous", "channels_last"]
     preset = "cpu-template" if baseline else args.config
-    variants = [Variant(f"{preset} {precision} {layout}", ROOT, preset, precision, layout)
-                for precision in ("fp32", "bf16") for layout in layouts]
+    variants = [
+        Variant(f"{preset} {precision} {layout}", ROOT, preset, precision, layout) for precision in ("fp32", "bf16") for layout in layouts
+    ]
     if args.compile:
-        variants.append(Variant(f"{preset} {auto} {layouts[-1]} train.compile=true", ROOT, preset, auto, layouts[-1], ("train.compile=true",)))
+        variants.append(
+            Variant(f"{preset} {auto} {layouts[-1]} train.compile=true", ROOT, preset, auto, layouts[-1], ("train.compile=true",))
+        )
     if baseline:
         variants.insert(0, Variant(f"{args.baseline} cpu-default fp32", baseline, "cpu-default", "fp32"))
     groups = [Group(f"{preset} at its shape" + (f" (against {args.baseline} cpu-default)" if baseline else ""), args.rounds, variants)]
     for shape in args.paper_shapes:
         overrides = (f"data.shape=[{', '.join(map(str, shape))}]", *PAPER_OVERRIDES)
         size = "x".join(map(str, shape))
-        variants = [Variant(f"paper-knee-3090 {size} fp32 {layout}", ROOT, "paper-knee-3090", "fp32", layout, overrides) for layout in layouts]
+        variants = [
+            Variant(f"paper-knee-3090 {size} fp32 {layout}", ROOT, "paper-knee-3090", "fp32", layout, overrides) for layout in layouts
+        ]
         # Under bf16 autocast the frozen layer is stored in bf16 (llm.dtype), as a user would: autocast would
         # otherwise cast its fp32 weights anew at every call (it caches casts of trainable weights only).
         auto_overrides = (*overrides, "llm.dtype=bfloat16") if auto == "bf16" else overrides
         auto_label = f"train.precision=auto ({auto}{', llm.dtype=bfloat16' if auto == 'bf16' else ''})"
-        variants.append(Variant(f"paper-knee-3090 {size} {auto_label} {layouts[-1]}", ROOT, "paper-knee-3090", auto, layouts[-1], auto_overrides))
+        variants.append(
+            Variant(f"paper-knee-3090 {size} {auto_label} {layouts[-1]}", ROOT, "paper-knee-3090", auto, layouts[-1], auto_overrides)
+        )
         if baseline:
-            variants.insert(0, Variant(f"{args.baseline} paper-knee-3090 {size} fp32", baseline, "paper-knee-3090", "fp32", "contiguous", overrides))
+            variants.insert(
+                0, Variant(f"{args.baseline} paper-knee-3090 {size} fp32", baseline, "paper-knee-3090", "fp32", "contiguous", overrides)
+            )
         if args.official:
-            variants.insert(0, Variant(f"official release DualLLama {size} fp32", ROOT, f"official={args.official}", "fp32", "contiguous", overrides))
+            variants.insert(
+                0, Variant(f"official release DualLLama {size} fp32", ROOT, f"official={args.official}", "fp32", "contiguous", overrides)
+            )
         groups.append(Group(f"paper-knee-3090 at {size}, LLaMA-2-7B-shaped layer", args.paper_rounds, variants, paper_size=True))
     return groups
 
@@ -175,9 +188,21 @@ def time_group(group: Group, one_at_a_time: bool = False) -> list[dict]:
     rows = []
     for variant, loss, seconds, kernel_profile, peak in zip(group.variants, losses, times, profiles, memory):
         median = statistics.median(seconds)
-        rows.append({"label": variant.label, "preset": variant.preset, "precision": variant.precision, "layout": variant.layout,
-                     "overrides": list(variant.overrides), "median_seconds": median, "seconds": seconds, "speedup": reference / median,
-                     "loss": loss, "profile": kernel_profile, "peak_rss_mib": peak})
+        rows.append(
+            {
+                "label": variant.label,
+                "preset": variant.preset,
+                "precision": variant.precision,
+                "layout": variant.layout,
+                "overrides": list(variant.overrides),
+                "median_seconds": median,
+                "seconds": seconds,
+                "speedup": reference / median,
+                "loss": loss,
+                "profile": kernel_profile,
+                "peak_rss_mib": peak,
+            }
+        )
         print(f"{variant.label}: {median:.3f} s per step ({reference / median:.2f}x)", flush=True)
     return rows
 
@@ -189,25 +214,34 @@ def render(result: dict) -> str:
         result["what"],
         "",
         f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']}; bf16 units: {result['bf16_units']}; torch {result['torch']}, {result['threads']} threads per worker; "
+        f"Machine: {result['machine']}; bf16 units: {result['bf16_units']}; torch {result['torch']}, "
+        f"{result['threads']} threads per worker; "
         f"written {result['written']}; `train.precision=auto` resolves to **{result['auto']}** on this CPU.",
     ]
     for group in result["groups"]:
-        lines += ["", f"## {group['title']} ({group['rounds']} rounds)", "",
-                  "| variant | median s per step | speed-up vs first row | loss | peak RSS MiB | forward convs on slow_conv3d / oneDNN "
-                  "| share of the step in slow_conv3d forward | share in copies (copy_, cat) |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {group['title']} ({group['rounds']} rounds)",
+            "",
+            "| variant | median s per step | speed-up vs first row | loss | peak RSS MiB | forward convs on slow_conv3d / oneDNN "
+            "| share of the step in slow_conv3d forward | share in copies (copy_, cat) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for row in group["rows"]:
             kernels, total = row["profile"]["kernels"], row["profile"]["total_ms"]
             slow = kernels.get("aten::slow_conv3d_forward", {})
             fast = kernels.get("aten::mkldnn_convolution", {}).get("calls", 0)
             copies = sum(kernels.get(name, {}).get("self_ms", 0.0) for name in COPY_KERNELS)
-            lines.append(f"| {row['label']} | {row['median_seconds']:.3f} | {row['speedup']:.2f}x | {row['loss']:.6f} | "
-                         f"{row['peak_rss_mib']:.0f} | {slow.get('calls', 0)} / {fast} | {100 * slow.get('self_ms', 0.0) / total:.0f} % | "
-                         f"{100 * copies / total:.0f} % |")
+            lines.append(
+                f"| {row['label']} | {row['median_seconds']:.3f} | {row['speedup']:.2f}x | {row['loss']:.6f} | "
+                f"{row['peak_rss_mib']:.0f} | {slow.get('calls', 0)} / {fast} | {100 * slow.get('self_ms', 0.0) / total:.0f} % | "
+                f"{100 * copies / total:.0f} % |"
+            )
         lines += ["", "Profile of one step (self CPU ms):", ""]
         for row in group["rows"]:
-            kernels = ", ".join(f"{k.removeprefix('aten::')} {v['calls']} calls {v['self_ms']:.0f} ms" for k, v in row["profile"]["kernels"].items())
+            kernels = ", ".join(
+                f"{k.removeprefix('aten::')} {v['calls']} calls {v['self_ms']:.0f} ms" for k, v in row["profile"]["kernels"].items()
+            )
             lines.append(f"* {row['label']} ({row['profile']['total_ms']:.0f} ms in all): {kernels}")
     return "\n".join(lines) + "\n"
 
@@ -217,13 +251,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default="cpu-default", help="preset of the first group (without --baseline)")
     parser.add_argument("--baseline", metavar="COMMIT", help="start each group with that commit's row")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds of the first group (default 10)")
-    parser.add_argument("--paper-shapes", type=lambda text: [parse_shape(t) for t in text.split(",") if t], default=[(96, 112, 96)],
-                        help="shapes of the paper-preset groups, comma-separated; '' for none (default 96x112x96)")
+    parser.add_argument(
+        "--paper-shapes",
+        type=lambda text: [parse_shape(t) for t in text.split(",") if t],
+        default=[(96, 112, 96)],
+        help="shapes of the paper-preset groups, comma-separated; '' for none (default 96x112x96)",
+    )
     parser.add_argument("--paper-rounds", type=int, default=3, help="interleaved rounds of each paper-preset group (default 3)")
     parser.add_argument("--layout", choices=("contiguous", "channels_last"), help="time only this layout (default both)")
-    parser.add_argument("--compile", action="store_true", help="add the first group's auto-precision row under torch.compile (train.compile)")
+    parser.add_argument(
+        "--compile", action="store_true", help="add the first group's auto-precision row under torch.compile (train.compile)"
+    )
     parser.add_argument("--official", metavar="PATH", help="a MingR-Ma/llama_reg checkout: time its DualLLama in each paper-preset group")
-    parser.add_argument("--one-at-a-time", action="store_true", help="paper-preset groups: a fresh worker per step, one model in memory at a time")
+    parser.add_argument(
+        "--one-at-a-time", action="store_true", help="paper-preset groups: a fresh worker per step, one model in memory at a time"
+    )
     parser.add_argument("--out", default="benchmarks/results", help="results folder (speed.md and .json, or speed_vs_<commit>.*)")
     args = parser.parse_args(argv)
     if args.rounds < 3 or args.paper_rounds < 1:
@@ -232,16 +274,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         baseline = None
         if args.baseline:
             baseline = Path(scratch) / "baseline"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline], check=True, capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline], check=True, capture_output=True
+            )
         try:
-            groups = [{"title": group.title, "rounds": group.rounds, "rows": time_group(group, args.one_at_a_time and group.paper_size)} for group in groups_for(args, baseline)]
+            groups = [
+                {"title": group.title, "rounds": group.rounds, "rows": time_group(group, args.one_at_a_time and group.paper_size)}
+                for group in groups_for(args, baseline)
+            ]
         finally:
             if baseline:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], capture_output=True)
     result = {
-        "what": ("One training step (model from the factory, one pair of random volumes, the image objective, backward), "
-                 "interleaved rounds after a warm-up, each variant in its own process; within a group, losses are of the same "
-                 "pair and initial weights."),
+        "what": (
+            "One training step (model from the factory, one pair of random volumes, the image objective, backward), "
+            "interleaved rounds after a warm-up, each variant in its own process; within a group, losses are of the same "
+            "pair and initial weights."
+        ),
         "baseline": args.baseline,
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

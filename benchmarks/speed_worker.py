@@ -34,8 +34,15 @@ import time
 
 import torch
 
-CONV_KERNELS = ("aten::slow_conv3d_forward", "aten::mkldnn_convolution", "aten::convolution_backward", "aten::slow_conv_transpose3d",
-                "aten::copy_", "aten::cat", "aten::mm")
+CONV_KERNELS = (
+    "aten::slow_conv3d_forward",
+    "aten::mkldnn_convolution",
+    "aten::convolution_backward",
+    "aten::slow_conv_transpose3d",
+    "aten::copy_",
+    "aten::cat",
+    "aten::mm",
+)
 
 
 # The release's LLaMA-2-7B configuration (train.py): only layer 31 of 32 is built.

@@ -57,30 +57,57 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="data_tools/build_shards.py",
         description="Preprocess a NIfTI dataset into webdataset shards (one sample per volume) with a manifest, "
-                    "validation pairs and test pairs.",
+        "validation pairs and test pairs.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--layout", required=True, choices=[*LAYOUTS, "embedded"], help="how the input dataset is organised")
     parser.add_argument("--input", help="dataset JSON, folder or CSV (all layouts but embedded)")
     parser.add_argument("--out", required=True, help="shard folder to write (SHARD_DIR)")
-    parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
-                        help="crop or pad to this shape, each divisible by 16 (default: smallest holding every subject)")
-    parser.add_argument("--spacing", type=float, nargs="+", metavar="MM", help="resample to this voxel size, one or three values (default: keep)")
-    parser.add_argument("--orientation", default="RAS", help="reorient to these axis codes, or 'none' to keep the voxel order (default RAS)")
-    parser.add_argument("--clip-percentiles", type=float, nargs=2, default=(0.5, 99.5), metavar=("LOW", "HIGH"),
-                        help="intensity percentiles mapped to 0 and 1 (default 0.5 99.5; 0 100 = min-max)")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="crop or pad to this shape, each divisible by 16 (default: smallest holding every subject)",
+    )
+    parser.add_argument(
+        "--spacing", type=float, nargs="+", metavar="MM", help="resample to this voxel size, one or three values (default: keep)"
+    )
+    parser.add_argument(
+        "--orientation", default="RAS", help="reorient to these axis codes, or 'none' to keep the voxel order (default RAS)"
+    )
+    parser.add_argument(
+        "--clip-percentiles",
+        type=float,
+        nargs=2,
+        default=(0.5, 99.5),
+        metavar=("LOW", "HIGH"),
+        help="intensity percentiles mapped to 0 and 1 (default 0.5 99.5; 0 100 = min-max)",
+    )
     parser.add_argument("--label-map", help='JSON {"source id": stored id}; ids it does not list become 0 (default: keep ids)')
-    parser.add_argument("--test-pairs", metavar="FILE",
-                        help="pair-list JSON (fixed, moving, fixed_labels, moving_labels) of test pairs replacing the dataset's own")
-    parser.add_argument("--test-subjects", type=int, metavar="N", help="subjects to hold out for testing when the dataset names none "
-                        "(default 10%%, >= 2)")
+    parser.add_argument(
+        "--test-pairs",
+        metavar="FILE",
+        help="pair-list JSON (fixed, moving, fixed_labels, moving_labels) of test pairs replacing the dataset's own",
+    )
+    parser.add_argument(
+        "--test-subjects", type=int, metavar="N", help="subjects to hold out for testing when the dataset names none (default 10%%, >= 2)"
+    )
     parser.add_argument("--num-test-pairs", type=int, metavar="N", help="test pairs among them (default: one per test subject)")
-    parser.add_argument("--val-subjects", type=int, metavar="N", help="labelled training subjects to set aside for validation when the "
-                        "dataset names none (default 10%% of them, >= 2)")
+    parser.add_argument(
+        "--val-subjects",
+        type=int,
+        metavar="N",
+        help="labelled training subjects to set aside for validation when the dataset names none (default 10%% of them, >= 2)",
+    )
     parser.add_argument("--num-val-pairs", type=int, metavar="N", help="validation pairs among them (default: one per validation subject)")
-    parser.add_argument("--align-to", metavar="REFERENCE", help="pre-align every subject to this NIfTI image with an affine "
-                        "registration (local NCC) and resample it onto REFERENCE's grid before the other steps")
+    parser.add_argument(
+        "--align-to",
+        metavar="REFERENCE",
+        help="pre-align every subject to this NIfTI image with an affine "
+        "registration (local NCC) and resample it onto REFERENCE's grid before the other steps",
+    )
     parser.add_argument("--rigid", action="store_true", help="with --align-to: a rigid alignment (rotation and translation) instead")
     parser.add_argument("--shard-mb", type=float, default=DEFAULT_SHARD_MB, help=f"target shard size in MB (default {DEFAULT_SHARD_MB:g})")
     parser.add_argument("--skip-bad", action="store_true", help="log and skip unreadable or invalid inputs instead of stopping")
@@ -110,8 +137,10 @@ def run(args: argparse.Namespace) -> dict:
 
         given = [option for option in (*SPLIT_OPTIONS, "--align-to") if getattr(args, option.lstrip("-").replace("-", "_")) is not None]
         if given:
-            raise ValueError(f"{given[0]} applies to dataset layouts; --layout embedded takes its split from data.num_val_subjects "
-                             "and data.num_val_pairs (and has no test split)")
+            raise ValueError(
+                f"{given[0]} applies to dataset layouts; --layout embedded takes its split from data.num_val_subjects "
+                "and data.num_val_pairs (and has no test split)"
+            )
         return export_embedded(load_config(args.config, args.overrides), args.out, shard_mb=args.shard_mb, overwrite=args.overwrite)
     if args.overrides:
         raise ValueError(f"config overrides ({args.overrides[0]}) apply only to --layout embedded")
@@ -131,11 +160,22 @@ def run(args: argparse.Namespace) -> dict:
     if args.test_pairs:
         dataset = apply_pair_list(dataset, args.test_pairs)
     return build_shards(
-        dataset, args.out, options, test_subjects=args.test_subjects, num_test_pairs=args.num_test_pairs,
-        val_subjects=args.val_subjects, num_val_pairs=args.num_val_pairs, shard_mb=args.shard_mb,
-        skip_bad=args.skip_bad, overwrite=args.overwrite, align=align,
-        details={"layout": args.layout, "input": str(Path(args.input).resolve()),
-                 "align_to": None if align is None else {"reference": str(Path(args.align_to).resolve()), "rigid": args.rigid}},
+        dataset,
+        args.out,
+        options,
+        test_subjects=args.test_subjects,
+        num_test_pairs=args.num_test_pairs,
+        val_subjects=args.val_subjects,
+        num_val_pairs=args.num_val_pairs,
+        shard_mb=args.shard_mb,
+        skip_bad=args.skip_bad,
+        overwrite=args.overwrite,
+        align=align,
+        details={
+            "layout": args.layout,
+            "input": str(Path(args.input).resolve()),
+            "align_to": None if align is None else {"reference": str(Path(args.align_to).resolve()), "rigid": args.rigid},
+        },
     )
 
 
@@ -149,8 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     counts, lists = manifest["counts"], manifest["pairs"]
     out = Path(args.out)
-    test = (f"{counts['test_pairs']} pairs in {out / lists['test']} (report them: llamareg evaluate --checkpoint CKPT "
-            f"--pairs {out / lists['test']} --out EVAL_DIR)" if "test" in lists else "none (this set has no test split)")
+    test = (
+        f"{counts['test_pairs']} pairs in {out / lists['test']} (report them: llamareg evaluate --checkpoint CKPT "
+        f"--pairs {out / lists['test']} --out EVAL_DIR)"
+        if "test" in lists
+        else "none (this set has no test split)"
+    )
     print(
         f"{args.out}: {counts['train']} training, {counts['val']} validation and {counts['test']} test volumes of shape "
         f"{'x'.join(map(str, manifest['shape']))} in {counts['shards']} shards, {counts['skipped']} skipped\n"

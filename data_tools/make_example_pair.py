@@ -9,7 +9,8 @@ With --misalign the copy is also moved through its header by a known affine (a 1
 
 Usage:
     python data_tools/make_example_pair.py --out example
-    llamareg register example/mni152.nii.gz example/deformed_copy.nii.gz --moving-labels example/deformed_copy_labels.nii.gz --out example/registered
+    llamareg register example/mni152.nii.gz example/deformed_copy.nii.gz \
+        --moving-labels example/deformed_copy_labels.nii.gz --out example/registered
     python data_tools/make_example_pair.py --out misaligned --misalign
     llamareg register misaligned/mni152.nii.gz misaligned/deformed_copy.nii.gz --affine --out misaligned/registered
 """
@@ -56,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder to write the four NIfTI files to")
     parser.add_argument("--overwrite", action="store_true", help="replace files already there")
-    parser.add_argument("--misalign", action="store_true", help="move the copy by a known affine through its header (for register --affine)")
+    parser.add_argument(
+        "--misalign", action="store_true", help="move the copy by a known affine through its header (for register --affine)"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -67,6 +67,8 @@ def check_out_folder(path: str | Path, earlier_outputs: Sequence[str] = (), over
     if path.is_dir() and not overwrite:
         earlier = sorted(str(found.name) for pattern in earlier_outputs for found in path.glob(pattern))
         if earlier:
-            raise ValueError(f"{option} {path} already holds outputs ({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}); "
-                             f"give another {option} or --overwrite to replace them")
+            raise ValueError(
+                f"{option} {path} already holds outputs ({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}); "
+                f"give another {option} or --overwrite to replace them"
+            )
     return path

@@ -17,15 +17,20 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llamareg", description="LLaMA-Reg: unsupervised deformable 3D registration with frozen LLaMA layers.")
+    parser = argparse.ArgumentParser(
+        prog="llamareg", description="LLaMA-Reg: unsupervised deformable 3D registration with frozen LLaMA layers."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,register,warp,evaluate,export-pretrained}")
     commands.add_parser("train", help="train a model (same options as launch/train.py; see `llamareg train --help`)", add_help=False)
-    for name, module, summary in (("register", register, "register NIfTI pairs with a trained checkpoint"),
-                                  ("warp", warp, "apply a saved registration to another image or label map"),
-                                  ("evaluate", evaluate, "metrics, tables and figures of a checkpoint on labelled pairs"),
-                                  ("export-pretrained", export_pretrained, "export a checkpoint as model.safetensors with a model card")):
-        sub = commands.add_parser(name, help=summary, description=module.DESCRIPTION, epilog=module.EPILOG,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, module, summary in (
+        ("register", register, "register NIfTI pairs with a trained checkpoint"),
+        ("warp", warp, "apply a saved registration to another image or label map"),
+        ("evaluate", evaluate, "metrics, tables and figures of a checkpoint on labelled pairs"),
+        ("export-pretrained", export_pretrained, "export a checkpoint as model.safetensors with a model card"),
+    ):
+        sub = commands.add_parser(
+            name, help=summary, description=module.DESCRIPTION, epilog=module.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         module.configure(sub)
         sub.set_defaults(execute=module.execute)
     return parser

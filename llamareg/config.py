@@ -510,6 +510,4 @@ def _validate_architecture(config: Config) -> None:
     count = flow_count(config)
     if len(train.scale_weights) != count:
         what = "the 1/4, 1/2 and full-resolution flows" if model.architecture == "llamareg" else "its fields, coarsest first"
-        raise ValueError(
-            f"train.scale_weights needs {count} weight(s) for {model.architecture} ({what}), got {train.scale_weights}"
-        )
+        raise ValueError(f"train.scale_weights needs {count} weight(s) for {model.architecture} ({what}), got {train.scale_weights}")

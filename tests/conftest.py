@@ -79,8 +79,15 @@ TRAINED_ITERATIONS = 150
 TRAINED_RUN = [f"train.max_iters={TRAINED_ITERATIONS}", f"train.val_every={TRAINED_ITERATIONS}", "tracking.enabled=false"]
 
 # Package parts that do not change what training produces (editing them keeps the cached run).
-NOT_TRAINING = ("inference", "evaluation", "export", "cli.py", "commands/register.py", "commands/evaluate.py",
-                "commands/export_pretrained.py")
+NOT_TRAINING = (
+    "inference",
+    "evaluation",
+    "export",
+    "cli.py",
+    "commands/register.py",
+    "commands/evaluate.py",
+    "commands/export_pretrained.py",
+)
 
 
 @dataclass(frozen=True)
@@ -138,8 +145,14 @@ def corner_error(found: AffineTransform, truth: AffineTransform, grid: Grid) -> 
 def smooth_field(grid: Grid, amplitude_mm: float) -> np.ndarray:
     """A smooth displacement of a few sine bumps across the grid."""
     index = np.stack(np.meshgrid(*[np.linspace(0, np.pi, n) for n in grid.shape], indexing="ij"), axis=-1)
-    return amplitude_mm * np.stack([np.sin(2 * index[..., 1]) * np.sin(index[..., 2]), np.sin(index[..., 0] + index[..., 2]),
-                                    np.cos(2 * index[..., 0]) * np.sin(index[..., 1])], axis=-1).astype(np.float32)
+    return amplitude_mm * np.stack(
+        [
+            np.sin(2 * index[..., 1]) * np.sin(index[..., 2]),
+            np.sin(index[..., 0] + index[..., 2]),
+            np.cos(2 * index[..., 0]) * np.sin(index[..., 1]),
+        ],
+        axis=-1,
+    ).astype(np.float32)
 
 
 @pytest.fixture(scope="session")

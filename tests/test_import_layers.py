@@ -11,8 +11,15 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "llamareg"
 GROUND_FLOOR = [*sorted((PACKAGE / "networks").glob("*.py")), *sorted((PACKAGE / "spatial").glob("*.py")), PACKAGE / "config.py"]
-ABOVE = ("llamareg.baselines", "llamareg.training", "llamareg.inference", "llamareg.evaluation", "llamareg.models",
-         "llamareg.commands", "llamareg.data")
+ABOVE = (
+    "llamareg.baselines",
+    "llamareg.training",
+    "llamareg.inference",
+    "llamareg.evaluation",
+    "llamareg.models",
+    "llamareg.commands",
+    "llamareg.data",
+)
 
 
 def imported_modules(path: Path) -> list[str]:

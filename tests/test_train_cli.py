@@ -42,10 +42,13 @@ def test_a_fake_gguf_and_a_bert_folder_are_one_line_errors_before_anything_is_wr
     fake.write_bytes(b"this is not a gguf file" * 10)
     bert = tmp_path / "bert"
     bert.mkdir()
-    (bert / "config.json").write_text('{"model_type": "bert", "hidden_size": 768, "intermediate_size": 3072, '
-                                      '"num_attention_heads": 12, "num_hidden_layers": 12}')
-    for source, message in ((fake, f"error: {fake}: not a readable GGUF file"),
-                            (bert, f"error: {bert / 'config.json'}: model_type is 'bert'; only LLaMA-architecture checkpoints")):
+    (bert / "config.json").write_text(
+        '{"model_type": "bert", "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12}'
+    )
+    for source, message in (
+        (fake, f"error: {fake}: not a readable GGUF file"),
+        (bert, f"error: {bert / 'config.json'}: model_type is 'bert'; only LLaMA-architecture checkpoints"),
+    ):
         out = tmp_path / f"run-{source.name}"
         result = train_cli("--llm", str(source), "--out", str(out), "--max-iters", "2")
         assert result.returncode == 2, result.stderr

@@ -128,7 +128,6 @@ class RegistrationNetwork(ParameterBookkeeping):
         return {"flows": flows, "warped": warp(moving, full), "full_flow": full}
 
 
-
 class ConvNormAct(nn.Sequential):
     """conv3x3x3 (no bias) + InstanceNorm3d + LeakyReLU(0.01): TransMorph's and TransMatch's ``Conv3dReLU``."""
 

@@ -63,9 +63,7 @@ class LapIRNLevel(nn.Module):
         self.up = nn.ConvTranspose3d(features, features, 2, stride=2, bias=False)
         last = Conv3d(features, 3, 3, padding=1, bias=False)
         nn.init.normal_(last.weight, std=1e-5)
-        self.head = nn.Sequential(
-            Conv3d(2 * features, features, 3, padding=1, bias=False), nn.LeakyReLU(0.2), last, nn.Softsign()
-        )
+        self.head = nn.Sequential(Conv3d(2 * features, features, 3, padding=1, bias=False), nn.LeakyReLU(0.2), last, nn.Softsign())
 
     def forward(self, inputs: torch.Tensor, coarse_embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The level's field (normalised units) and its feature embedding (at the level's resolution,

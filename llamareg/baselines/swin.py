@@ -109,8 +109,10 @@ def relative_position_index(window: Triple, table_window: Triple) -> torch.Tenso
     coords = torch.stack(torch.meshgrid(*[torch.arange(w) for w in window], indexing="ij")).flatten(1)
     relative = coords[:, :, None] - coords[:, None, :]
     span = [2 * t - 1 for t in table_window]
-    return (relative[0] + table_window[0] - 1) * span[1] * span[2] + (relative[1] + table_window[1] - 1) * span[2] + (
-        relative[2] + table_window[2] - 1
+    return (
+        (relative[0] + table_window[0] - 1) * span[1] * span[2]
+        + (relative[1] + table_window[1] - 1) * span[2]
+        + (relative[2] + table_window[2] - 1)
     )
 
 
@@ -297,7 +299,9 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if any(s % 2 for s in x.shape[1:4]):
             raise ValueError(f"patch merging needs an even token grid, got {tuple(x.shape[1:4])}")
-        parts = [x[:, i::2, j::2, k::2] for i, j, k in ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1), (1, 0, 1), (1, 1, 1))]
+        parts = [
+            x[:, i::2, j::2, k::2] for i, j, k in ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1), (1, 0, 1), (1, 1, 1))
+        ]
         return self.reduction(self.norm(torch.cat(parts, dim=-1)))
 
 
@@ -401,7 +405,9 @@ class SwinEncoder(nn.Module):
         start = 0
         for i, depth in enumerate(depths):
             self.stages.append(
-                SwinStage(self.channels[i], depth, num_heads[i], window, mlp_ratio, qkv_bias, rates[start : start + depth], i < len(depths) - 1)
+                SwinStage(
+                    self.channels[i], depth, num_heads[i], window, mlp_ratio, qkv_bias, rates[start : start + depth], i < len(depths) - 1
+                )
             )
             start += depth
         self.norms = nn.ModuleList(nn.LayerNorm(c) for c in self.channels)

@@ -68,7 +68,9 @@ class VoxelMorph(RegistrationNetwork):
         enc = check_int_sequence(encoder_features, "encoder_features", 4)
         dec = check_int_sequence(decoder_features, "decoder_features")
         if len(dec) not in (6, 7):
-            raise ValueError(f"decoder_features must have 7 entries (VoxelMorph-2) or 6 (VoxelMorph-1), got {len(dec)}: {decoder_features!r}")
+            raise ValueError(
+                f"decoder_features must have 7 entries (VoxelMorph-2) or 6 (VoxelMorph-1), got {len(dec)}: {decoder_features!r}"
+            )
         if isinstance(integration_steps, bool) or not isinstance(integration_steps, int) or integration_steps < 0:
             raise ValueError(f"integration_steps must be a non-negative integer, got {integration_steps!r}")
         if integration_downsize not in (1, 2):

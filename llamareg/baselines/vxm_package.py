@@ -29,7 +29,9 @@ def import_voxelmorph():
             f"pip install -e .[compare] ({type(error).__name__}: {error})"
         ) from None
     if not hasattr(getattr(voxelmorph, "nn", None), "models"):
-        raise ValueError(f"voxelmorph {getattr(voxelmorph, '__version__', '?')} has no PyTorch models (voxelmorph.nn.models); install voxelmorph>=0.3")
+        raise ValueError(
+            f"voxelmorph {getattr(voxelmorph, '__version__', '?')} has no PyTorch models (voxelmorph.nn.models); install voxelmorph>=0.3"
+        )
     return voxelmorph
 
 
@@ -65,4 +67,3 @@ class VoxelMorphPackage(RegistrationNetwork):
         moving, fixed = self._checked_pair(moving, fixed)
         displacement = self.network(moving, fixed, return_field_type="displacement")
         return self._outputs(moving, [displacement])
-

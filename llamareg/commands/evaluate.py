@@ -89,33 +89,55 @@ def check_held_out(pairs_file: str | os.PathLike, pairs: list[PairPaths], config
             path = resolve_path(os.fspath(image), os.getcwd())
             for role, images in used.items():
                 if path in images:
-                    raise ValueError(f"--pairs {pairs_file} pair {index} uses {images[path]}, a {role} subject of the checkpoint's run "
-                                     f"(data.source={source}); evaluate on test pairs ({where})")
+                    raise ValueError(
+                        f"--pairs {pairs_file} pair {index} uses {images[path]}, a {role} subject of the checkpoint's run "
+                        f"(data.source={source}); evaluate on test pairs ({where})"
+                    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", help="trained checkpoint (.pt) or exported model (.safetensors), e.g. "
-                        "runs/cpu-default/checkpoints/best.pt (default: the pretrained model shipped with llamareg)")
+    parser.add_argument(
+        "--checkpoint",
+        help="trained checkpoint (.pt) or exported model (.safetensors), e.g. "
+        "runs/cpu-default/checkpoints/best.pt (default: the pretrained model shipped with llamareg)",
+    )
     parser.add_argument("--pairs", required=True, help="JSON list of {fixed, moving, fixed_labels, moving_labels}")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs already in --out (without it they are an error)")
     parser.add_argument("--figure-pairs", type=_indices, default=[0], metavar="I,J", help="pairs to draw a Fig. 6 panel of (default 0)")
     parser.add_argument("--method", default="LLaMA-Reg", help="the method's row name in summary.md (default LLaMA-Reg)")
-    parser.add_argument("--one-way", action="store_true",
-                        help="run the network moving-to-fixed only (default: both ways, averaged, so that an image "
-                             "registered to itself gets zero displacement)")
+    parser.add_argument(
+        "--one-way",
+        action="store_true",
+        help="run the network moving-to-fixed only (default: both ways, averaged, so that an image "
+        "registered to itself gets zero displacement)",
+    )
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="N Adam steps of instance optimisation per pair (default 0)")
-    parser.add_argument("--refine-lr", type=float, default=DEFAULT_LR, help=f"instance optimisation step size in voxels of each level (default {DEFAULT_LR})")
+    parser.add_argument(
+        "--refine-lr",
+        type=float,
+        default=DEFAULT_LR,
+        help=f"instance optimisation step size in voxels of each level (default {DEFAULT_LR})",
+    )
     parser.add_argument("--spacing", metavar="MM", help="model grid voxel size in mm (default: the training spacing, data.spacing_mm)")
-    parser.add_argument("--shape", nargs="+", metavar="N", help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded to the nearest multiples of 16)")
+    parser.add_argument(
+        "--shape",
+        nargs="+",
+        metavar="N",
+        help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded to the nearest multiples of 16)",
+    )
     parser.add_argument("--jacobian", action="store_true", help="write each pair's det J map to jacobian/<fixed>__<moving>.nii.gz")
     parser.add_argument("--llm", help="where the LLM weights live if not where training read them (same weights)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: CUDA when available")
     parser.add_argument("--mlflow-run-id", help="log the metrics and files to this existing MLflow run")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
-    parser.add_argument("--export", nargs=2, metavar=("FORMAT", "DIR"),
-                        help="also write each pair's displacement for a challenge: l2r (disp_XXXX_YYYY.npz, float16, half "
-                             "resolution) or lumir (disp_FFFF_MMMM.nii.gz), in voxels for scipy's map_coordinates")
+    parser.add_argument(
+        "--export",
+        nargs=2,
+        metavar=("FORMAT", "DIR"),
+        help="also write each pair's displacement for a challenge: l2r (disp_XXXX_YYYY.npz, float16, half "
+        "resolution) or lumir (disp_FFFF_MMMM.nii.gz), in voxels for scipy's map_coordinates",
+    )
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -140,19 +162,31 @@ def execute(args: argparse.Namespace) -> int:
     records, panels, names = [], {}, pair_names(pairs)
     for index, (pair, headers) in enumerate(zip(pairs, opened)):
         loaded = load_pair(pair, headers)
-        registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, args.refine, args.refine_lr,
-                                     spacing=spacing, shape=shape, symmetric=not args.one_way)
+        registration = register_pair(
+            trained,
+            loaded.fixed,
+            loaded.moving,
+            loaded.moving_labels,
+            args.refine,
+            args.refine_lr,
+            spacing=spacing,
+            shape=shape,
+            symmetric=not args.one_way,
+        )
         metrics = pair_metrics(registration, loaded.fixed_labels, loaded.moving_labels)
         if export_kind:
             field = voxel_map(registration.displacement, loaded.fixed.affine, loaded.moving.affine)
-            write_displacement(export_kind, export_folder / export_name(export_kind, pair.fixed, pair.moving, index), field,
-                               loaded.fixed.affine)
+            write_displacement(
+                export_kind, export_folder / export_name(export_kind, pair.fixed, pair.moving, index), field, loaded.fixed.affine
+            )
         if args.jacobian:
             determinant = jacobian_determinant_map(registration.displacement, grid_of(loaded.fixed))
             save_nifti(nifti_like(determinant, loaded.fixed), out / "jacobian" / f"{names[index]}.nii.gz")
         records.append(PairRecord(str(pair.fixed), str(pair.moving), metrics))
-        print(f"pair {index}: Dice {metrics.mean_dice_identity:.4f} -> {metrics.mean_dice:.4f}, "
-              f"folding {metrics.folding_pct:.3f}%, {metrics.seconds:.2f} s")
+        print(
+            f"pair {index}: Dice {metrics.mean_dice_identity:.4f} -> {metrics.mean_dice:.4f}, "
+            f"folding {metrics.folding_pct:.3f}%, {metrics.seconds:.2f} s"
+        )
         if index in args.figure_pairs:
             unmoved = warp_to_fixed(loaded.moving, grid_of(loaded.fixed), None, labels=False)
             panels[index] = (loaded.fixed, unmoved, registration)
@@ -166,12 +200,16 @@ def execute(args: argparse.Namespace) -> int:
     ]
     for index, (fixed, unmoved, registration) in panels.items():
         title = f"pair {index}: {pairs[index].moving.name} -> {pairs[index].fixed.name}"
-        files.append(pair_figure(out / f"pair_{index}.png", fixed.data, unmoved, registration.warped,
-                                 registration.displacement, fixed.affine, title))
+        files.append(
+            pair_figure(out / f"pair_{index}.png", fixed.data, unmoved, registration.warped, registration.displacement, fixed.affine, title)
+        )
     if args.mlflow_run_id:
         from llamareg.evaluation.tracking import log_evaluation
 
         log_evaluation(args.mlflow_run_id, args.tracking_uri, summary, files)
     dice = summary["dice"]
-    print(f"{len(records)} pairs: Dice {summary['dice_identity']['mean']:.4f} (initial) -> {dice['mean']:.4f} ± {dice['std']:.4f}; wrote {out}")
+    print(
+        f"{len(records)} pairs: Dice {summary['dice_identity']['mean']:.4f} (initial) -> {dice['mean']:.4f} ± {dice['std']:.4f}; "
+        f"wrote {out}"
+    )
     return 0

@@ -24,16 +24,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="trained checkpoint, e.g. runs/cpu-pretrained/checkpoints/best.pt")
     parser.add_argument("--out", required=True, help="output folder, e.g. llamareg/pretrained")
     parser.add_argument("--fp16", action="store_true", help="store floating tensors as float16 (loading casts them back)")
-    parser.add_argument("--command", help="the command that trained the model, for the card (default: the preset and overrides of its config)")
+    parser.add_argument(
+        "--command", help="the command that trained the model, for the card (default: the preset and overrides of its config)"
+    )
     parser.add_argument("--card-extra", metavar="JSON", help="JSON object file whose entries (e.g. dev-test figures) are added to the card")
-    parser.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB, help=f"largest {MODEL_FILE} accepted, in MB (default {DEFAULT_MAX_MB:g})")
+    parser.add_argument(
+        "--max-mb", type=float, default=DEFAULT_MAX_MB, help=f"largest {MODEL_FILE} accepted, in MB (default {DEFAULT_MAX_MB:g})"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
 
 
 def execute(args: argparse.Namespace) -> int:
     """Run ``llamareg export-pretrained``; every input is checked before anything is written."""
-    exported = export_pretrained(args.checkpoint, args.out, fp16=args.fp16, command=args.command, card_extra=args.card_extra,
-                                 overwrite=args.overwrite, max_mb=args.max_mb)
-    print(f"wrote {exported.model} ({exported.size_bytes / 1e6:.2f} MB, {exported.dtype}, sha256 {exported.sha256}), "
-          f"{exported.card_markdown.name} and {exported.card_json.name}")
+    exported = export_pretrained(
+        args.checkpoint,
+        args.out,
+        fp16=args.fp16,
+        command=args.command,
+        card_extra=args.card_extra,
+        overwrite=args.overwrite,
+        max_mb=args.max_mb,
+    )
+    print(
+        f"wrote {exported.model} ({exported.size_bytes / 1e6:.2f} MB, {exported.dtype}, sha256 {exported.sha256}), "
+        f"{exported.card_markdown.name} and {exported.card_json.name}"
+    )
     return 0

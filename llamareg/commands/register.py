@@ -21,8 +21,15 @@ from llamareg.inference.registration import Registration, grid_of, register_pair
 # Below this share of the fixed image's box covered by the moving image's, the images are probably not
 # aligned in world coordinates (a header or pre-alignment problem): register says so.
 LOW_OVERLAP = 0.5
-REGISTER_OUTPUTS = ("registration.json", "warped.nii.gz", "displacement.nii.gz", "affine.txt", "jacobian.nii.gz",
-                    "inverse_displacement.nii.gz", "*__*")
+REGISTER_OUTPUTS = (
+    "registration.json",
+    "warped.nii.gz",
+    "displacement.nii.gz",
+    "affine.txt",
+    "jacobian.nii.gz",
+    "inverse_displacement.nii.gz",
+    "*__*",
+)
 DESCRIPTION = "Register a moving NIfTI volume to a fixed one with a trained LLaMA-Reg checkpoint."
 EPILOG = f"""\
 Inputs may have any orientation, size and spacing: both images are brought onto the model grid, each
@@ -64,26 +71,54 @@ ITK/ANTs convention: 5D (X, Y, Z, 1, 3), intent code 1007 (vector), LPS millimet
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("fixed", nargs="?", help="fixed image (NIfTI); the outputs take its grid")
     parser.add_argument("moving", nargs="?", help="moving image (NIfTI)")
-    parser.add_argument("--checkpoint", help="trained checkpoint (.pt) or exported model (.safetensors), e.g. "
-                        "runs/cpu-default/checkpoints/best.pt (default: the pretrained model shipped with llamareg)")
+    parser.add_argument(
+        "--checkpoint",
+        help="trained checkpoint (.pt) or exported model (.safetensors), e.g. "
+        "runs/cpu-default/checkpoints/best.pt (default: the pretrained model shipped with llamareg)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs already in --out (without it they are an error)")
     parser.add_argument("--moving-labels", help="label map on the moving image's grid to warp (nearest neighbour)")
     parser.add_argument("--pairs", help="batch mode: a JSON list of {fixed, moving[, moving_labels]} (relative paths from its folder)")
-    parser.add_argument("--one-way", action="store_true",
-                        help="run the network moving-to-fixed only (default: both ways, averaged, so that an image "
-                             "registered to itself gets zero displacement)")
+    parser.add_argument(
+        "--one-way",
+        action="store_true",
+        help="run the network moving-to-fixed only (default: both ways, averaged, so that an image "
+        "registered to itself gets zero displacement)",
+    )
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="N Adam steps of instance optimisation on the pair (default 0)")
-    parser.add_argument("--refine-lr", type=float, default=DEFAULT_LR, help=f"instance optimisation step size in voxels of each level (default {DEFAULT_LR})")
+    parser.add_argument(
+        "--refine-lr",
+        type=float,
+        default=DEFAULT_LR,
+        help=f"instance optimisation step size in voxels of each level (default {DEFAULT_LR})",
+    )
     parser.add_argument("--spacing", metavar="MM", help="model grid voxel size in mm (default: the training spacing, data.spacing_mm)")
-    parser.add_argument("--shape", nargs="+", metavar="N", help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded to the nearest multiples of 16)")
+    parser.add_argument(
+        "--shape",
+        nargs="+",
+        metavar="N",
+        help="model grid shape, D H W or D,H,W, multiples of 16 (default: the fixed image's box, rounded to the nearest multiples of 16)",
+    )
     parser.add_argument("--itk", action="store_true", help="also write displacement_itk.nii.gz in the ITK/ANTs convention")
     prealign = parser.add_mutually_exclusive_group()
-    prealign.add_argument("--affine", dest="prealign", action="store_const", const="affine",
-                          help="align the images with an affine transform first (written to affine.txt)")
-    prealign.add_argument("--rigid", dest="prealign", action="store_const", const="rigid",
-                          help="align the images with a rigid transform first (written to affine.txt)")
-    parser.add_argument("--inverse", action="store_true", help="also write inverse_displacement.nii.gz (moving to fixed, on the moving grid)")
+    prealign.add_argument(
+        "--affine",
+        dest="prealign",
+        action="store_const",
+        const="affine",
+        help="align the images with an affine transform first (written to affine.txt)",
+    )
+    prealign.add_argument(
+        "--rigid",
+        dest="prealign",
+        action="store_const",
+        const="rigid",
+        help="align the images with a rigid transform first (written to affine.txt)",
+    )
+    parser.add_argument(
+        "--inverse", action="store_true", help="also write inverse_displacement.nii.gz (moving to fixed, on the moving grid)"
+    )
     parser.add_argument("--jacobian", action="store_true", help="also write jacobian.nii.gz (det J on the fixed grid)")
     parser.add_argument("--llm", help="where the LLM weights live if not where training read them (same weights)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: CUDA when available")
@@ -101,8 +136,9 @@ def _pairs_from_args(args: argparse.Namespace) -> list[PairPaths]:
     return [PairPaths(Path(args.fixed), Path(args.moving), moving_labels=labels)]
 
 
-def write_registration(out: Path, registration: Registration, fixed: NiftiVolume, moving: NiftiVolume, record: dict,
-                       args: argparse.Namespace) -> None:
+def write_registration(
+    out: Path, registration: Registration, fixed: NiftiVolume, moving: NiftiVolume, record: dict, args: argparse.Namespace
+) -> None:
     """Write one pair's outputs into ``out``, each file atomically (the options choose the optional ones)."""
     save_nifti(nifti_like(registration.warped, fixed), out / "warped.nii.gz")
     if registration.warped_labels is not None:
@@ -120,8 +156,11 @@ def write_registration(out: Path, registration: Registration, fixed: NiftiVolume
         image = displacement_image(inverse.displacement, moving)
         image.header["descrip"] = b"llamareg inverse RAS mm: fixed=q+v(q)"
         save_nifti(image, out / "inverse_displacement.nii.gz")
-        record["inverse"] = {"file": "inverse_displacement.nii.gz: (X, Y, Z, 3) world RAS mm on the moving grid; fixed point = q + v(q)",
-                             "residual_mm": inverse.residual_mm, "iterations": inverse.iterations}
+        record["inverse"] = {
+            "file": "inverse_displacement.nii.gz: (X, Y, Z, 3) world RAS mm on the moving grid; fixed point = q + v(q)",
+            "residual_mm": inverse.residual_mm,
+            "iterations": inverse.iterations,
+        }
     write_json(out / "registration.json", record)
 
 
@@ -138,8 +177,11 @@ def _record(index: int, pair: PairPaths, trained: TrainedModel, registration: Re
         "seconds": registration.seconds,
         "network_seconds": registration.network_seconds,
         "precision": registration.precision,
-        "model_grid": {"shape": list(registration.grid.shape), "spacing_mm": registration.grid.spacing[0],
-                       "affine": registration.grid.affine.tolist()},
+        "model_grid": {
+            "shape": list(registration.grid.shape),
+            "spacing_mm": registration.grid.spacing[0],
+            "affine": registration.grid.affine.tolist(),
+        },
         "displacement": "displacement.nii.gz: (X, Y, Z, 3) world RAS mm on the fixed grid; moving point = p + u(p)",
         "prealignment": None if prealignment is None else {"file": "affine.txt", **prealignment.to_dict()},
         "symmetric": registration.symmetric,
@@ -159,14 +201,27 @@ def execute(args: argparse.Namespace) -> int:
         load_pair(pair, headers)  # voxel checks (finite, non-constant, whole-number labels) up front
         overlaps.append(world_box_overlap(headers))
         if overlaps[-1] < LOW_OVERLAP and args.prealign is None:
-            print(f"warning: {pair.moving} covers only {100 * overlaps[-1]:.0f} % of {pair.fixed}'s field of view in world "
-                  "coordinates; if they are not aligned, align them first (e.g. an affine registration)", file=sys.stderr)
+            print(
+                f"warning: {pair.moving} covers only {100 * overlaps[-1]:.0f} % of {pair.fixed}'s field of view in world "
+                "coordinates; if they are not aligned, align them first (e.g. an affine registration)",
+                file=sys.stderr,
+            )
     trained = load_trained_model(args.checkpoint, llm=args.llm, device=args.device)
     names = pair_names(pairs)
     for index, (pair, headers) in enumerate(zip(pairs, opened)):
         loaded = load_pair(pair, headers)
-        registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, args.refine, args.refine_lr,
-                                     spacing=spacing, shape=shape, symmetric=not args.one_way, prealign=args.prealign)
+        registration = register_pair(
+            trained,
+            loaded.fixed,
+            loaded.moving,
+            loaded.moving_labels,
+            args.refine,
+            args.refine_lr,
+            spacing=spacing,
+            shape=shape,
+            symmetric=not args.one_way,
+            prealign=args.prealign,
+        )
         folder = out / names[index] if args.pairs else out
         record = _record(index, pair, trained, registration, overlaps[index])
         write_registration(folder, registration, loaded.fixed, loaded.moving, record, args)

@@ -23,13 +23,21 @@ def build_parser(prog: str = "launch/train.py") -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (train.out)")
     parser.add_argument("--max-iters", type=int, help="training iterations (train.max_iters)")
     parser.add_argument("--seed", type=int, help="seed of initialisation and pair sampling (train.seed)")
-    parser.add_argument("--data", metavar="SHARD_DIR", help="shard folder from data_tools/build_shards.py (data.source; default: the embedded data)")
+    parser.add_argument(
+        "--data", metavar="SHARD_DIR", help="shard folder from data_tools/build_shards.py (data.source; default: the embedded data)"
+    )
     parser.add_argument("--llm", help="LLM source (llm.source): HF folder, Meta folder, .gguf file, smollm2-135m, random:llama-2-7b")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt (cascades: keep finished steps)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out (without it, an existing run is an error)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (without it, an existing run is an error)"
+    )
     parser.add_argument("--step", type=int, help="cascade: run (or with --resume, continue) only this phase of the schedule")
-    parser.add_argument("--ds", metavar="DS_CONFIG", help="train under DeepSpeed with this JSON config (ds_configs/zero2.json, ...); "
-                        "launch with `deepspeed launch/train.py --ds ...` for several ranks")
+    parser.add_argument(
+        "--ds",
+        metavar="DS_CONFIG",
+        help="train under DeepSpeed with this JSON config (ds_configs/zero2.json, ...); "
+        "launch with `deepspeed launch/train.py --ds ...` for several ranks",
+    )
     # The deepspeed launcher appends --local_rank=N; the rank is read from the environment instead.
     parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
@@ -39,8 +47,13 @@ def build_parser(prog: str = "launch/train.py") -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace) -> Config:
     """The preset or file, then the named flags, then the free ``key=value`` overrides."""
-    flags = {"train.out": args.out, "train.max_iters": args.max_iters, "train.seed": args.seed, "llm.source": args.llm,
-             "data.source": args.data}
+    flags = {
+        "train.out": args.out,
+        "train.max_iters": args.max_iters,
+        "train.seed": args.seed,
+        "llm.source": args.llm,
+        "data.source": args.data,
+    }
     named = [f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in flags.items() if value is not None]
     return load_config(args.config, [*named, *args.overrides])
 

@@ -41,8 +41,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registration", metavar="DIR", help="a `llamareg register` output folder (its displacement.nii.gz)")
     parser.add_argument("--displacement", metavar="FILE", help="a displacement image: llamareg's or ITK/ANTs'")
     parser.add_argument("--affine", metavar="FILE", help="an ITK text affine transform, applied after the displacement")
-    parser.add_argument("--reference", metavar="FILE", help="the image whose grid the output takes (default: the fixed "
-                        "grid of the displacement; with --inverse, the moving image of the registration)")
+    parser.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="the image whose grid the output takes (default: the fixed "
+        "grid of the displacement; with --inverse, the moving image of the registration)",
+    )
     parser.add_argument("--labels", action="store_true", help="IMAGE is a label map: nearest neighbour, int32 output")
     parser.add_argument("--inverse", action="store_true", help="map an image on the fixed grid onto the moving grid")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -64,8 +68,11 @@ def _transform(args: argparse.Namespace) -> tuple[SavedTransform, Path | None, P
             moving_named = Path(json.loads(record.read_text())["moving"])
     if displacement_path is None and not args.affine:
         raise ValueError("give a transform: --registration DIR, --displacement FILE and/or --affine FILE")
-    displacement, grid = read_displacement(displacement_path, "--registration" if args.registration else "--displacement") \
-        if displacement_path else (None, None)
+    displacement, grid = (
+        read_displacement(displacement_path, "--registration" if args.registration else "--displacement")
+        if displacement_path
+        else (None, None)
+    )
     affine = read_itk_affine(args.affine) if args.affine else None
     return SavedTransform(displacement, grid, affine), displacement_path, moving_named
 

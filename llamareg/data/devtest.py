@@ -65,7 +65,10 @@ def parcellate(tissue: np.ndarray, parcels_per_label: int, seed: int) -> np.ndar
 
 
 def devtest_template(
-    shape: Sequence[int] = DEVTEST_SHAPE, spacing_mm: float = DEVTEST_SPACING_MM, parcels_per_tissue: int = DEVTEST_PARCELS_PER_TISSUE, seed: int = 0
+    shape: Sequence[int] = DEVTEST_SHAPE,
+    spacing_mm: float = DEVTEST_SPACING_MM,
+    parcels_per_tissue: int = DEVTEST_PARCELS_PER_TISSUE,
+    seed: int = 0,
 ) -> Volume:
     """The MNI152 template at ``spacing_mm`` with its grey/white-matter parcels as labels."""
     template = load_mni152(shape, spacing_mm)
@@ -127,15 +130,17 @@ def write_devtest(folder: str | Path, num_pairs: int, seed: int = 0, **geometry)
         {"moving": paths[m][0], "moving_labels": paths[m][1], "fixed": paths[f][0], "fixed_labels": paths[f][1]}
         for m, f in consecutive_pairs(len(subjects), num_pairs)
     ]
-    write_json(folder / "devtest.json", {
-        "what": "MNI152 under random smooth deformations and intensity changes (seed stream 'devtest'); "
-        "synthetic deformations of a template no model trained or validated on, not inter-subject registration",
-        "seed": seed,
-        "subjects": len(subjects),
-        "pairs": len(pairs),
-        "labels": "grey/white-matter parcels (fixed seed)",
-        **{key: value for key, value in geometry.items()},
-    })
+    write_json(
+        folder / "devtest.json",
+        {
+            "what": "MNI152 under random smooth deformations and intensity changes (seed stream 'devtest'); "
+            "synthetic deformations of a template no model trained or validated on, not inter-subject registration",
+            "seed": seed,
+            "subjects": len(subjects),
+            "pairs": len(pairs),
+            "labels": "grey/white-matter parcels (fixed seed)",
+            **{key: value for key, value in geometry.items()},
+        },
+    )
     write_json(folder / "pairs.json", pairs)
     return folder / "pairs.json"
-

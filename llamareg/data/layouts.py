@@ -197,7 +197,9 @@ def discover_oai(folder: Path) -> DiscoveredDataset:
                 masks[label_id] = sub / f"{name}.nii.gz"  # reading it reports the missing mask by name
         subjects.append(SubjectRecord(subject_key(sub.name), image, label_masks=masks))
     if not subjects:
-        raise ValueError(f"--input {folder} has no sub-folder with {OAI_IMAGE}.nii.gz; expected <knee>/image.nii.gz, <knee>/femur.nii.gz, ...")
+        raise ValueError(
+            f"--input {folder} has no sub-folder with {OAI_IMAGE}.nii.gz; expected <knee>/image.nii.gz, <knee>/femur.nii.gz, ..."
+        )
     return DiscoveredDataset(_check_unique(subjects, folder))
 
 

@@ -73,8 +73,9 @@ def read_label_map(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return labels, affine
 
 
-def _check_same_grid(image_path: os.PathLike, shape: tuple, affine: np.ndarray, label_path: os.PathLike, label_shape: tuple,
-                     label_affine: np.ndarray) -> None:
+def _check_same_grid(
+    image_path: os.PathLike, shape: tuple, affine: np.ndarray, label_path: os.PathLike, label_shape: tuple, label_affine: np.ndarray
+) -> None:
     if label_shape != shape:
         raise ValueError(f"{label_path} has shape {label_shape} but its image {image_path} has {shape}; they must share one grid")
     if not np.allclose(label_affine, affine, atol=AFFINE_TOLERANCE_MM):

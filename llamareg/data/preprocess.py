@@ -97,7 +97,7 @@ def read_label_table(path: str | os.PathLike) -> dict[int, int]:
         table = json.loads(path.read_text())
         return {int(old): int(new) for old, new in table.items()}
     except (ValueError, AttributeError, TypeError) as error:
-        raise ValueError(f"--label-map {path} must be a JSON object of integer ids like {{\"4\": 1, \"43\": 1}} ({error})") from None
+        raise ValueError(f'--label-map {path} must be a JSON object of integer ids like {{"4": 1, "43": 1}} ({error})') from None
 
 
 def reorient(data: np.ndarray, affine: np.ndarray, codes: str) -> tuple[np.ndarray, np.ndarray]:

@@ -51,9 +51,7 @@ class AnatomyOptions:
         if self.num_labels < 2:
             raise ValueError(f"data.synth_labels must be >= 2, got {self.num_labels}")
         if self.shape_control_spacing < 2 or self.control_spacing < 2:
-            raise ValueError(
-                f"control spacings must be >= 2 voxels, got {self.shape_control_spacing} and {self.control_spacing}"
-            )
+            raise ValueError(f"control spacings must be >= 2 voxels, got {self.shape_control_spacing} and {self.control_spacing}")
         if self.shape_warp < 0 or self.max_displacement < 0:
             raise ValueError(f"displacements must be >= 0 voxels, got {self.shape_warp} and {self.max_displacement}")
         if not 0 <= self.aligned_fraction <= 1:
@@ -83,7 +81,9 @@ def _displacements(velocity: torch.Tensor, shape: Sequence[int]) -> torch.Tensor
     return resize_flow(integrate_velocity(velocity), shape)
 
 
-def _random_displacements(count: int, shape: Sequence[int], max_displacement: float, spacing: int, generator: torch.Generator) -> torch.Tensor:
+def _random_displacements(
+    count: int, shape: Sequence[int], max_displacement: float, spacing: int, generator: torch.Generator
+) -> torch.Tensor:
     """``count`` random diffeomorphic displacements in one batch (cheaper than one by one)."""
     return _displacements(_random_velocities(count, shape, max_displacement, spacing, generator), shape)
 

@@ -160,6 +160,4 @@ def synthesize_subject(
     labels = warp(template.labels[None], flow, mode="nearest", padding_mode="border")[0]
     if intensity:
         image = random_intensity(image, generator)
-    return Volume(
-        image=image.clamp(0, 1), labels=labels, affine=template.affine.clone(), name=name or f"{template.name}-synthetic"
-    )
+    return Volume(image=image.clamp(0, 1), labels=labels, affine=template.affine.clone(), name=name or f"{template.name}-synthetic")

@@ -41,19 +41,13 @@ class Volume:
         if not torch.isfinite(self.image).all():
             raise ValueError(f"{where}: image holds NaN or infinite values")
         if self.image.min() < 0 or self.image.max() > 1:
-            raise ValueError(
-                f"{where}: image must lie in [0, 1], got [{self.image.min():.4g}, {self.image.max():.4g}]; rescale it"
-            )
+            raise ValueError(f"{where}: image must lie in [0, 1], got [{self.image.min():.4g}, {self.image.max():.4g}]; rescale it")
         if self.labels.dtype != torch.int64:
             raise ValueError(f"{where}: labels must be int64, got {self.labels.dtype}; round and cast with .long()")
         if self.labels.shape != self.image.shape:
-            raise ValueError(
-                f"{where}: labels {tuple(self.labels.shape)} and image {tuple(self.image.shape)} must have the same shape"
-            )
+            raise ValueError(f"{where}: labels {tuple(self.labels.shape)} and image {tuple(self.image.shape)} must have the same shape")
         if self.affine.shape != (4, 4) or self.affine.dtype != torch.float64:
-            raise ValueError(
-                f"{where}: affine must be a (4, 4) float64 tensor, got {tuple(self.affine.shape)} {self.affine.dtype}"
-            )
+            raise ValueError(f"{where}: affine must be a (4, 4) float64 tensor, got {tuple(self.affine.shape)} {self.affine.dtype}")
 
     @property
     def shape(self) -> tuple[int, int, int]:

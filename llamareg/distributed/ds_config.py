@@ -56,7 +56,7 @@ def _agree(ds: dict[str, Any], key: str, wanted: Any, train_key: str) -> None:
     if value == AUTO:
         ds[key] = wanted
     elif value != wanted:
-        raise ValueError(f"sets {key}={value} but {train_key}={wanted}; make them agree (e.g. {train_key}={value}) or set {key} to \"auto\"")
+        raise ValueError(f'sets {key}={value} but {train_key}={wanted}; make them agree (e.g. {train_key}={value}) or set {key} to "auto"')
 
 
 def read_deepspeed_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -102,8 +102,12 @@ def load_deepspeed_config(
     try:
         _agree(ds, "train_micro_batch_size_per_gpu", train.batch_size, "train.batch_size")
         _agree(ds, "gradient_accumulation_steps", train.grad_accumulation, "train.grad_accumulation")
-        _agree(ds, "train_batch_size", train.batch_size * train.grad_accumulation * world_size,
-               f"train.batch_size x train.grad_accumulation x {world_size} ranks")
+        _agree(
+            ds,
+            "train_batch_size",
+            train.batch_size * train.grad_accumulation * world_size,
+            f"train.batch_size x train.grad_accumulation x {world_size} ranks",
+        )
         precision = _precision_of(ds)
         if train.precision not in (AUTO, precision) and not (train.precision == "fp16" and device_type == "cpu"):
             raise ValueError(f"trains in {precision} but train.precision={train.precision}; set train.precision={precision} or auto")

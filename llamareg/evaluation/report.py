@@ -15,8 +15,18 @@ from llamareg.atomic import atomic_output
 from llamareg.evaluation.metrics import PairMetrics
 
 LABEL_COLUMNS = ("pair", "fixed", "moving", "label", "dice", "dice_identity", "hd95_mm", "hd95_identity_mm")
-PAIR_COLUMNS = ("pair", "fixed", "moving", "mean_dice", "mean_dice_identity", "mean_hd95_mm", "folding_pct", "sdlogj_l2r", "ndv_pct",
-                "seconds")
+PAIR_COLUMNS = (
+    "pair",
+    "fixed",
+    "moving",
+    "mean_dice",
+    "mean_dice_identity",
+    "mean_hd95_mm",
+    "folding_pct",
+    "sdlogj_l2r",
+    "ndv_pct",
+    "seconds",
+)
 # Learn2Reg's robustness figure: the 30th percentile (linear interpolation, pandas' quantile) of the
 # cases' mean Dice, as MDL-UzL/L2R evaluation/evaluation.py aggregates it ("30": quantile(.3)).
 ROBUSTNESS_QUANTILE = 0.3
@@ -53,8 +63,18 @@ def per_label_csv(records: Sequence[PairRecord]) -> str:
 def per_pair_csv(records: Sequence[PairRecord]) -> str:
     """One row per pair (columns :data:`PAIR_COLUMNS`)."""
     rows = [
-        [index, r.fixed, r.moving, r.metrics.mean_dice, r.metrics.mean_dice_identity, r.metrics.mean_hd95,
-         r.metrics.folding_pct, r.metrics.sdlogj_l2r, r.metrics.ndv_pct, r.metrics.seconds]
+        [
+            index,
+            r.fixed,
+            r.moving,
+            r.metrics.mean_dice,
+            r.metrics.mean_dice_identity,
+            r.metrics.mean_hd95,
+            r.metrics.folding_pct,
+            r.metrics.sdlogj_l2r,
+            r.metrics.ndv_pct,
+            r.metrics.seconds,
+        ]
         for index, r in enumerate(records)
     ]
     return _csv_text(PAIR_COLUMNS, rows)

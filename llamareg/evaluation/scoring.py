@@ -41,7 +41,9 @@ def score_identity(pairs: list[tuple[PairPaths, LoadedPair]]) -> list[dict]:
     records = []
     for _, loaded in pairs:
         unmoved = warp_to_fixed(loaded.moving_labels, grid_of(loaded.fixed), None, labels=True)
-        records.append({"dice": mean_dice(unmoved, loaded.fixed_labels.data, loaded.moving_labels.data), "seconds": 0.0, "folding_pct": 0.0})
+        records.append(
+            {"dice": mean_dice(unmoved, loaded.fixed_labels.data, loaded.moving_labels.data), "seconds": 0.0, "folding_pct": 0.0}
+        )
     return records
 
 
@@ -51,12 +53,14 @@ def score_model(trained: TrainedModel, pairs: list[tuple[PairPaths, LoadedPair]]
     for _, loaded in pairs:
         registration = register_pair(trained, loaded.fixed, loaded.moving, loaded.moving_labels, refine_steps=refine)
         flow = voxel_displacement(registration.displacement, loaded.fixed.affine)
-        records.append({
-            "dice": mean_dice(registration.warped_labels, loaded.fixed_labels.data, loaded.moving_labels.data),
-            "seconds": registration.seconds,
-            "network_seconds": registration.network_seconds,
-            "folding_pct": float(folding_percentage(flow)[0]),
-        })
+        records.append(
+            {
+                "dice": mean_dice(registration.warped_labels, loaded.fixed_labels.data, loaded.moving_labels.data),
+                "seconds": registration.seconds,
+                "network_seconds": registration.network_seconds,
+                "folding_pct": float(folding_percentage(flow)[0]),
+            }
+        )
     return records
 
 
@@ -73,5 +77,11 @@ def score_ants(pairs: list[tuple[PairPaths, LoadedPair]], iterations: Sequence[i
         result = ants.registration(fixed, moving, type_of_transform="SyNOnly", **settings)
         warped = ants.apply_transforms(fixed, moving_labels, result["fwdtransforms"], interpolator="nearestNeighbor")
         seconds = time.perf_counter() - started
-        records.append({"dice": mean_dice(warped.numpy(), loaded.fixed_labels.data, loaded.moving_labels.data), "seconds": seconds, "folding_pct": None})
+        records.append(
+            {
+                "dice": mean_dice(warped.numpy(), loaded.fixed_labels.data, loaded.moving_labels.data),
+                "seconds": seconds,
+                "folding_pct": None,
+            }
+        )
     return records

@@ -139,13 +139,17 @@ def _per_seed_scores(scores: Any, name: str) -> np.ndarray:
         try:
             array = np.asarray(scores, dtype=np.float64)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{name} must be per-pair scores (pairs,), per-seed per-pair scores (seeds, pairs) "
-                             f"or a dict seed -> per-pair scores, as numbers ({error})") from None
+            raise ValueError(
+                f"{name} must be per-pair scores (pairs,), per-seed per-pair scores (seeds, pairs) "
+                f"or a dict seed -> per-pair scores, as numbers ({error})"
+            ) from None
         if array.ndim == 1:
             array = array[None]
         if array.ndim != 2:
-            raise ValueError(f"{name} must be per-pair scores (pairs,), per-seed per-pair scores (seeds, pairs) "
-                             f"or a dict seed -> per-pair scores, got shape {array.shape}")
+            raise ValueError(
+                f"{name} must be per-pair scores (pairs,), per-seed per-pair scores (seeds, pairs) "
+                f"or a dict seed -> per-pair scores, got shape {array.shape}"
+            )
         if array.shape[0] < 1:
             raise ValueError(f"{name} holds no seed; give at least one seed's per-pair scores")
     if not np.isfinite(array).all():

@@ -46,17 +46,21 @@ def check_run(run_id: str, tracking_uri: str | None) -> None:
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:  # MLflow's default would create a store in the working folder rather than find the run's
-        raise ValueError(f"--mlflow-run-id {run_id} needs the store that holds it: give --tracking-uri "
-                         "(e.g. sqlite:///runs/cpu-default/mlflow.db) or set MLFLOW_TRACKING_URI")
+        raise ValueError(
+            f"--mlflow-run-id {run_id} needs the store that holds it: give --tracking-uri "
+            "(e.g. sqlite:///runs/cpu-default/mlflow.db) or set MLFLOW_TRACKING_URI"
+        )
     where = uri
-    if uri.startswith(SQLITE_PREFIX) and not Path(uri[len(SQLITE_PREFIX):]).is_file():
+    if uri.startswith(SQLITE_PREFIX) and not Path(uri[len(SQLITE_PREFIX) :]).is_file():
         raise ValueError(f"MLflow tracking store {uri} does not exist; check --tracking-uri or MLFLOW_TRACKING_URI")
     try:
         with _quiet():
             run = _client(uri).get_run(run_id)
     except MlflowException as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"--mlflow-run-id {run_id} cannot be found at {where} ({reason}); check --tracking-uri or MLFLOW_TRACKING_URI") from None
+        raise ValueError(
+            f"--mlflow-run-id {run_id} cannot be found at {where} ({reason}); check --tracking-uri or MLFLOW_TRACKING_URI"
+        ) from None
     if run.info.lifecycle_stage == "deleted":
         raise ValueError(f"--mlflow-run-id {run_id} at {where} is deleted; restore it or give another run")
 

@@ -15,9 +15,26 @@ from llamareg.inference.pretrained import MODEL_FILE
 
 # The card's own keys; a --card-extra file may add others but not replace these.
 CARD_KEYS = (
-    "name", "file", "sha256", "size_bytes", "dtype", "tensors", "values", "architecture", "shape", "llm",
-    "git_commit", "git_dirty", "training_command", "seed", "data_seed", "data", "iterations",
-    "checkpoint_iteration", "validation", "config",
+    "name",
+    "file",
+    "sha256",
+    "size_bytes",
+    "dtype",
+    "tensors",
+    "values",
+    "architecture",
+    "shape",
+    "llm",
+    "git_commit",
+    "git_dirty",
+    "training_command",
+    "seed",
+    "data_seed",
+    "data",
+    "iterations",
+    "checkpoint_iteration",
+    "validation",
+    "config",
 )
 
 
@@ -68,9 +85,14 @@ def build_card(
         "architecture": config.model.architecture,
         "shape": list(config.data.shape),
         # source: what the config names (and loading reads); resolved: the file training read it from.
-        "llm": None if payload.get("llm_source") is None else {
-            "source": config.llm.source, "resolved": payload.get("llm_source"), "fingerprint": payload.get("llm_fingerprint"),
-            "layers": config.llm.layers, "calls": config.llm.calls,
+        "llm": None
+        if payload.get("llm_source") is None
+        else {
+            "source": config.llm.source,
+            "resolved": payload.get("llm_source"),
+            "fingerprint": payload.get("llm_fingerprint"),
+            "layers": config.llm.layers,
+            "calls": config.llm.calls,
         },
         "git_commit": commit["commit"],
         "git_dirty": commit["dirty"],
@@ -99,8 +121,7 @@ def _validation(payload: dict[str, Any], config: Config) -> dict[str, Any]:
         "best_iteration": iteration if best is not None else None,
         "pairs": pairs,
         "dice_identity": initial.get("dice_identity"),
-        "note": f"mean foreground Dice over the {pairs} validation pairs, which also selected this checkpoint "
-                "(not a held-out test figure)",
+        "note": f"mean foreground Dice over the {pairs} validation pairs, which also selected this checkpoint (not a held-out test figure)",
     }
 
 
@@ -121,8 +142,10 @@ def card_markdown(card: dict[str, Any]) -> str:
         ("model grid", "x".join(str(n) for n in card["shape"]) + " voxels"),
     ]
     if llm is not None:
-        model_rows += [("frozen LLM", f"`{llm['source']}`, layers {llm['layers']}, {llm['calls']} calls"),
-                       ("LLM fingerprint", f"`{llm['fingerprint']}`")]
+        model_rows += [
+            ("frozen LLM", f"`{llm['source']}`, layers {llm['layers']}, {llm['calls']} calls"),
+            ("LLM fingerprint", f"`{llm['fingerprint']}`"),
+        ]
     training_rows = [
         ("source commit", commit),
         ("command", f"`{card['training_command']}`" if card["training_command"] else "unknown"),
@@ -133,8 +156,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     if validation["best_dice"] is None:
         selection = "No validation Dice is recorded in the checkpoint."
     else:
-        selection = (f"Best validation Dice {validation['best_dice']:.4f} at iteration {validation['best_iteration']}: "
-                     f"{validation['note']}.")
+        selection = f"Best validation Dice {validation['best_dice']:.4f} at iteration {validation['best_iteration']}: {validation['note']}."
         if validation["dice_identity"] is not None:
             selection += f" Before registration the same pairs have a Dice of {validation['dice_identity']:.4f}."
     lines = [
@@ -152,10 +174,12 @@ def card_markdown(card: dict[str, Any]) -> str:
         "or `llamareg.inference.load_trained_model()` in Python.",
     ]
     if llm is not None:
-        lines += ["", "The frozen LLM layers are not in the file: they are loaded from their source and must match "
-                      "the fingerprint below (give `--llm` if they live elsewhere)."]
-    lines += ["", "## Model", "", *_table(model_rows), "", "## Training", "", *_table(training_rows),
-              "", "## Validation", "", selection]
+        lines += [
+            "",
+            "The frozen LLM layers are not in the file: they are loaded from their source and must match "
+            "the fingerprint below (give `--llm` if they live elsewhere).",
+        ]
+    lines += ["", "## Model", "", *_table(model_rows), "", "## Training", "", *_table(training_rows), "", "## Validation", "", selection]
     extra = {key: value for key, value in card.items() if key not in CARD_KEYS}
     if extra:
         lines += ["", "## Further results", "", *_table(_flatten(extra))]

@@ -72,8 +72,10 @@ def export_pretrained(
     config = checkpoint_config(payload, str(checkpoint))
     data = pack_pretrained(payload, fp16=fp16)
     if len(data) > max_mb * 1e6:
-        raise ValueError(f"{targets[0]} would be {len(data) / 1e6:.1f} MB, over the {max_mb:g} MB limit; "
-                         f"{'raise --max-mb' if fp16 else 'export with --fp16'} or train a smaller model")
+        raise ValueError(
+            f"{targets[0]} would be {len(data) / 1e6:.1f} MB, over the {max_mb:g} MB limit; "
+            f"{'raise --max-mb' if fp16 else 'export with --fp16'} or train a smaller model"
+        )
     file_info = {
         "sha256": hashlib.sha256(data).hexdigest(),
         "size_bytes": len(data),
@@ -98,4 +100,3 @@ def _check_outputs(out: Path, targets: list[Path], overwrite: bool) -> None:
         for target in targets:
             if target.exists():
                 raise ValueError(f"{target} exists; pass --overwrite to replace it")
-

@@ -102,8 +102,13 @@ class AffineResult:
     seconds: float
 
     def to_dict(self) -> dict:
-        return {"rigid": self.rigid, "matrix": self.transform.matrix.tolist(), "offset_mm": self.transform.offset.tolist(),
-                "seconds": self.seconds, "levels": list(self.levels)}
+        return {
+            "rigid": self.rigid,
+            "matrix": self.transform.matrix.tolist(),
+            "offset_mm": self.transform.offset.tolist(),
+            "seconds": self.seconds,
+            "levels": list(self.levels),
+        }
 
 
 def centre_of_mass(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -179,8 +184,9 @@ def _moving_sampler(data: np.ndarray, affine: np.ndarray, level: Grid):
     return sample
 
 
-def estimate_affine(fixed: NiftiVolume, moving: NiftiVolume, similarity: str = "mse", rigid: bool = False,
-                    steps: tuple[int, ...] = STEPS_PER_LEVEL) -> AffineResult:
+def estimate_affine(
+    fixed: NiftiVolume, moving: NiftiVolume, similarity: str = "mse", rigid: bool = False, steps: tuple[int, ...] = STEPS_PER_LEVEL
+) -> AffineResult:
     """Estimate the affine (or rigid) transform taking ``fixed``'s points to ``moving``'s (see module doc).
 
     Args:
@@ -228,8 +234,16 @@ def estimate_affine(fixed: NiftiVolume, moving: NiftiVolume, similarity: str = "
             optimiser.step()
         with torch.no_grad():
             after = float(loss())
-        records.append({"spacing_mm": level.spacing[0], "shape": list(level.shape), "steps": level_steps,
-                        "loss_before": before, "loss_after": after, "seconds": time.perf_counter() - level_started})
+        records.append(
+            {
+                "spacing_mm": level.spacing[0],
+                "shape": list(level.shape),
+                "steps": level_steps,
+                "loss_before": before,
+                "loss_after": after,
+                "seconds": time.perf_counter() - level_started,
+            }
+        )
     return AffineResult(parameters.transform(), rigid, tuple(records), time.perf_counter() - started)
 
 

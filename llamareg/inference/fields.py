@@ -48,8 +48,13 @@ class Inverse:
     iterations: int
 
 
-def invert_at(displacement: np.ndarray, grid: Grid, points: np.ndarray,
-              iterations: int = INVERSE_ITERATIONS, tolerance_voxels: float = INVERSE_TOLERANCE_VOXELS) -> tuple[np.ndarray, float, int]:
+def invert_at(
+    displacement: np.ndarray,
+    grid: Grid,
+    points: np.ndarray,
+    iterations: int = INVERSE_ITERATIONS,
+    tolerance_voxels: float = INVERSE_TOLERANCE_VOXELS,
+) -> tuple[np.ndarray, float, int]:
     """Solve ``p + d(p) = q`` for every world point ``q`` of ``points`` (``(..., 3)``).
 
     Fixed-point iteration preconditioned by the field's affine part ``A``:

@@ -182,8 +182,13 @@ def resample(data: np.ndarray, source_affine: np.ndarray, target: Grid, order: i
             data = ndimage.gaussian_filter(data.astype(np.float32), sigma)
     # grid-constant: a point a rounding error past the last voxel centre still interpolates the volume.
     return ndimage.affine_transform(
-        data, target_to_source[:3, :3], target_to_source[:3, 3], output_shape=target.shape,
-        order=order, mode="grid-constant", cval=cval,
+        data,
+        target_to_source[:3, :3],
+        target_to_source[:3, 3],
+        output_shape=target.shape,
+        order=order,
+        mode="grid-constant",
+        cval=cval,
     )
 
 

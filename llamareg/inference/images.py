@@ -79,8 +79,11 @@ def open_volume(path: str | Path, role: str) -> nibabel.spatialimages.SpatialIma
 
 
 def check_same_grid(
-    labels: nibabel.spatialimages.SpatialImage, labels_path: str | Path,
-    image: nibabel.spatialimages.SpatialImage, image_path: str | Path, role: str,
+    labels: nibabel.spatialimages.SpatialImage,
+    labels_path: str | Path,
+    image: nibabel.spatialimages.SpatialImage,
+    image_path: str | Path,
+    role: str,
 ) -> None:
     """Check that a label map lies on its image's voxel grid (same shape and affine).
 

@@ -20,8 +20,12 @@ from llamareg.inference.grid import Grid
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 # The names ITK and ANTs give the 3D affine in text files; all share the parameter layout above.
-AFFINE_TYPES = ("AffineTransform_double_3_3", "AffineTransform_float_3_3", "MatrixOffsetTransformBase_double_3_3",
-                "MatrixOffsetTransformBase_float_3_3")
+AFFINE_TYPES = (
+    "AffineTransform_double_3_3",
+    "AffineTransform_float_3_3",
+    "MatrixOffsetTransformBase_double_3_3",
+    "MatrixOffsetTransformBase_float_3_3",
+)
 
 
 def write_itk_affine(transform: AffineTransform, path: str | Path) -> Path:
@@ -29,8 +33,10 @@ def write_itk_affine(transform: AffineTransform, path: str | Path) -> Path:
     matrix = RAS_TO_LPS @ transform.matrix @ RAS_TO_LPS
     translation = RAS_TO_LPS @ transform.offset
     numbers = " ".join(f"{value:.17g}" for value in [*matrix.ravel(), *translation])
-    text = ("#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
-            f"Parameters: {numbers}\nFixedParameters: 0 0 0\n")
+    text = (
+        "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+        f"Parameters: {numbers}\nFixedParameters: 0 0 0\n"
+    )
     with atomic_output(path) as temporary:
         temporary.write_text(text)
     return Path(path)
@@ -50,8 +56,9 @@ def read_itk_affine(path: str | Path, option: str = "--affine") -> AffineTransfo
     try:
         lines = path.read_text().splitlines()
     except UnicodeDecodeError:
-        raise ValueError(f"{option} {path} is not an ITK text transform (binary file; convert .mat files with "
-                         "ConvertTransformFile 3 in.mat out.txt)") from None
+        raise ValueError(
+            f"{option} {path} is not an ITK text transform (binary file; convert .mat files with ConvertTransformFile 3 in.mat out.txt)"
+        ) from None
     for line in lines:
         key, _, value = line.partition(":")
         if value and not key.startswith("#"):
@@ -91,8 +98,9 @@ def read_displacement(path: str | Path, option: str = "--displacement") -> tuple
     if data.ndim == 5 and data.shape[3] == 1 and data.shape[4] == 3:
         data = data[:, :, :, 0, :] * np.diag(RAS_TO_LPS).astype(np.float32)  # ITK: LPS components
     elif not (data.ndim == 4 and data.shape[3] == 3):
-        raise ValueError(f"{option} {path} must be a displacement image of shape (X, Y, Z, 3) (llamareg) or "
-                         f"(X, Y, Z, 1, 3) (ITK), got {data.shape}")
+        raise ValueError(
+            f"{option} {path} must be a displacement image of shape (X, Y, Z, 3) (llamareg) or (X, Y, Z, 1, 3) (ITK), got {data.shape}"
+        )
     if not np.isfinite(data).all():
         raise ValueError(f"{option} {path} holds NaN or infinite displacements")
     return data, Grid(tuple(data.shape[:3]), np.asarray(image.affine, dtype=np.float64))

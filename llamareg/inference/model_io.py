@@ -106,8 +106,9 @@ def load_trained_model(
     if llm is not None:
         if config.model.architecture != "llamareg" or config.model.token_block != "llm":
             kind = config.model.architecture if config.model.architecture != "llamareg" else "LLaMA-Reg with ViT blocks"
-            raise ValueError(f"--llm applies to LLaMA-Reg models with LLM layers, but {path} is a {kind} model, which loads no LLM; "
-                             "leave --llm out")
+            raise ValueError(
+                f"--llm applies to LLaMA-Reg models with LLM layers, but {path} is a {kind} model, which loads no LLM; leave --llm out"
+            )
         config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, source=llm))
     model = build_model(config)
     if exported:

@@ -118,15 +118,18 @@ def check_pair(pair: PairPaths) -> dict[str, nibabel.spatialimages.SpatialImage]
         if labels_key in opened:
             check_same_grid(opened[labels_key], getattr(pair, labels_key), opened[image_key], getattr(pair, image_key), ROLES[labels_key])
     if world_box_overlap(opened) == 0:
-        raise ValueError(f"{pair.moving} and {pair.fixed} do not overlap in world coordinates (their affines place them apart); "
-                         "align the moving image to the fixed one first (e.g. an affine registration)")
+        raise ValueError(
+            f"{pair.moving} and {pair.fixed} do not overlap in world coordinates (their affines place them apart); "
+            "align the moving image to the fixed one first (e.g. an affine registration)"
+        )
     return opened
 
 
 def world_box_overlap(opened: dict[str, nibabel.spatialimages.SpatialImage]) -> float:
     """The share of the fixed image's world bounding box that the moving image's box covers (0 to 1)."""
     (fixed_low, fixed_high), (moving_low, moving_high) = (
-        world_box(Grid(tuple(opened[key].shape[:3]), np.asarray(opened[key].affine))) for key in ("fixed", "moving"))
+        world_box(Grid(tuple(opened[key].shape[:3]), np.asarray(opened[key].affine))) for key in ("fixed", "moving")
+    )
     shared = np.clip(np.minimum(fixed_high, moving_high) - np.maximum(fixed_low, moving_low), 0, None)
     return float(np.prod(shared) / np.prod(fixed_high - fixed_low))
 

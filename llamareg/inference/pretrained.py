@@ -61,11 +61,15 @@ def pack_pretrained(payload: dict[str, Any], fp16: bool = False) -> bytes:
     tensors = {}
     for name, tensor in payload["model"].items():
         if not isinstance(tensor, torch.Tensor):
-            raise ValueError(f"checkpoint weight '{name}' is a {type(tensor).__name__}, not a tensor; give a checkpoint written by llamareg training")
+            raise ValueError(
+                f"checkpoint weight '{name}' is a {type(tensor).__name__}, not a tensor; give a checkpoint written by llamareg training"
+            )
         tensor = tensor.detach().cpu()
         if tensor.is_floating_point():
             if not torch.isfinite(tensor).all():
-                raise ValueError(f"checkpoint weight '{name}' holds NaN or infinite values; export a checkpoint from before training diverged")
+                raise ValueError(
+                    f"checkpoint weight '{name}' holds NaN or infinite values; export a checkpoint from before training diverged"
+                )
             if fp16:
                 if tensor.abs().max() > FP16_MAX:
                     raise ValueError(f"checkpoint weight '{name}' exceeds the float16 range (|x| > {FP16_MAX:g}); export without --fp16")
@@ -97,7 +101,9 @@ def read_pretrained(path: str | os.PathLike) -> dict[str, Any]:
             metadata = stream.metadata() or {}
             tensors = {name: stream.get_tensor(name) for name in stream.keys()}
     except Exception as error:  # safetensors raises its own error type for truncated or foreign files
-        raise ValueError(f"{path} cannot be read as safetensors ({type(error).__name__}); it is corrupt or not an exported llamareg model") from None
+        raise ValueError(
+            f"{path} cannot be read as safetensors ({type(error).__name__}); it is corrupt or not an exported llamareg model"
+        ) from None
     if metadata.get("format") != PRETRAINED_FORMAT:
         raise ValueError(f"{path} is not an exported llamareg model (its metadata lacks format '{PRETRAINED_FORMAT}')")
     try:

@@ -73,8 +73,14 @@ class LevelRecord:
     seconds: float
 
     def to_dict(self) -> dict:
-        return {"shape": list(self.shape), "spacing_mm": list(self.spacing_mm), "steps": self.steps,
-                "loss_before": self.loss_before, "loss_after": self.loss_after, "seconds": self.seconds}
+        return {
+            "shape": list(self.shape),
+            "spacing_mm": list(self.spacing_mm),
+            "steps": self.steps,
+            "loss_before": self.loss_before,
+            "loss_after": self.loss_after,
+            "seconds": self.seconds,
+        }
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,13 @@ import torch
 
 from llamareg.inference.affine import AffineResult, estimate_affine
 from llamareg.inference.grid import (
-    MODEL_MULTIPLE, Grid, check_shape, check_spacing, displacement_to_world, model_grid, resample,
+    MODEL_MULTIPLE,
+    Grid,
+    check_shape,
+    check_spacing,
+    displacement_to_world,
+    model_grid,
+    resample,
 )
 from llamareg.inference.images import NiftiVolume, normalise_intensities
 from llamareg.inference.model_io import TrainedModel
@@ -100,8 +106,10 @@ def model_grid_for(trained: TrainedModel, fixed_grid: Grid, spacing: float | Non
     if shape is not None:
         shape = check_shape(shape)
         if any(side % multiple for side in shape):
-            raise ValueError(f"--shape must be three multiples of {multiple} for this {trained.config.model.architecture} "
-                             f"model (its stride), got {shape}")
+            raise ValueError(
+                f"--shape must be three multiples of {multiple} for this {trained.config.model.architecture} "
+                f"model (its stride), got {shape}"
+            )
     spacing = trained.config.data.spacing_mm if spacing is None else check_spacing(spacing)
     return model_grid(fixed_grid, spacing, shape, multiple)
 
@@ -191,8 +199,18 @@ def register_pair(
     network_seconds = time.perf_counter() - network_started
     refinement = None
     if refine_steps:
-        refinement = refine_displacement(fixed_data, fixed_grid, moving_data, moving.affine, network_flow, grid,
-                                         pair_objective(trained.config), refine_steps, refine_lr, device=trained.device)
+        refinement = refine_displacement(
+            fixed_data,
+            fixed_grid,
+            moving_data,
+            moving.affine,
+            network_flow,
+            grid,
+            pair_objective(trained.config),
+            refine_steps,
+            refine_lr,
+            device=trained.device,
+        )
         displacement = refinement.displacement
     else:
         displacement = displacement_to_world(network_flow, grid, fixed_grid)

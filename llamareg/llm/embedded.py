@@ -25,8 +25,7 @@ def find_package_file(package: str, filename: str) -> Path:
         candidate = Path(location) / filename
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{filename} not found in package {package} (searched {locations or 'nothing'}); "
-                            f"run `{INSTALL_HINT}`")
+    raise FileNotFoundError(f"{filename} not found in package {package} (searched {locations or 'nothing'}); run `{INSTALL_HINT}`")
 
 
 def embedded_llm_path() -> Path:

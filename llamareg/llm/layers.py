@@ -108,8 +108,7 @@ class LlamaDecoderLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map tokens (B, N, hidden) to (B, N, hidden)."""
         if x.dim() != 3 or x.shape[-1] != self.spec.hidden_size:
-            raise ValueError(f"LlamaDecoderLayer expects (batch, tokens, {self.spec.hidden_size}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(f"LlamaDecoderLayer expects (batch, tokens, {self.spec.hidden_size}), got {tuple(x.shape)}")
         # The residual stream stays in x's dtype (fp32 from FrozenLLM) and only the normalised input of
         # each sublayer goes to the weights' dtype: fp16 holds at most 65504, and the adapters in front of
         # the block bound nothing, so an fp16 residual stream could overflow to inf.

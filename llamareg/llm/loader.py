@@ -60,8 +60,10 @@ def locate_source(source: str) -> Path | None:
         return None
     path = embedded_llm_path() if source == EMBEDDED_SOURCE_NAME else Path(source).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"LLM source {source} does not exist; give a Hugging Face folder, a Meta folder, "
-                                f"a .gguf file, '{EMBEDDED_SOURCE_NAME}' or random:<model>")
+        raise FileNotFoundError(
+            f"LLM source {source} does not exist; give a Hugging Face folder, a Meta folder, "
+            f"a .gguf file, '{EMBEDDED_SOURCE_NAME}' or random:<model>"
+        )
     if path.is_file() and path.suffix.lower() != ".gguf":
         raise ValueError(f"LLM source {path} is a file but not .gguf; for Hugging Face or Meta checkpoints give the folder")
     if path.is_dir() and not (path / "config.json").is_file() and not (path / "params.json").is_file():
@@ -73,7 +75,7 @@ def open_reader(source: str, seed: int = 0) -> LayerReader:
     """Pick the reader for ``source``: a folder, a ``.gguf`` file, ``random:<model>`` or ``smollm2-135m``."""
     path = locate_source(source)
     if path is None:
-        return RandomReader(source[len(RANDOM_PREFIX):], seed)
+        return RandomReader(source[len(RANDOM_PREFIX) :], seed)
     if path.is_file():
         from llamareg.llm.formats.gguf_file import GGUFLlamaReader  # imports gguf: only where a GGUF file is read
 
@@ -101,12 +103,15 @@ def resolve_layer_indices(layer_indices: Sequence[int], num_layers: int, source:
         except TypeError:
             raise ValueError(f"layer index {raw_index!r} is not an int") from None
         if not -num_layers <= index < num_layers:
-            raise ValueError(f"layer index {index} is out of range for {source}, which has {num_layers} layers "
-                             f"(valid: {-num_layers}..{num_layers - 1})")
+            raise ValueError(
+                f"layer index {index} is out of range for {source}, which has {num_layers} layers (valid: {-num_layers}..{num_layers - 1})"
+            )
         resolved.append(index % num_layers)
     if len(set(resolved)) != len(resolved):
-        raise ValueError(f"layer_indices {list(layer_indices)} name the same layer twice (resolved: {resolved}); "
-                         f"to apply one layer twice, load it once and call it twice")
+        raise ValueError(
+            f"layer_indices {list(layer_indices)} name the same layer twice (resolved: {resolved}); "
+            f"to apply one layer twice, load it once and call it twice"
+        )
     return tuple(resolved)
 
 
@@ -119,8 +124,9 @@ def _hash_tensors(hasher: "hashlib._Hash", prefix: str, tensors: dict[str, torch
         hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
 
 
-def inspect_llm(source: str, layer_indices: Sequence[int], expected_hidden_size: int | None = None,
-                seed: int = 0) -> tuple[LayerReader, tuple[int, ...]]:
+def inspect_llm(
+    source: str, layer_indices: Sequence[int], expected_hidden_size: int | None = None, seed: int = 0
+) -> tuple[LayerReader, tuple[int, ...]]:
     """Open ``source`` and check its architecture, hidden size and the layer indices, reading headers and
     configs only (no weights); the reader and the absolute layer indices.
 
@@ -131,13 +137,16 @@ def inspect_llm(source: str, layer_indices: Sequence[int], expected_hidden_size:
     reader = open_reader(source, seed)
     spec = reader.spec
     if expected_hidden_size is not None and expected_hidden_size != spec.hidden_size:
-        raise ValueError(f"{reader.description} has hidden size {spec.hidden_size}, but {expected_hidden_size} "
-                         f"was expected; pick a matching LLM or change the hidden size setting")
+        raise ValueError(
+            f"{reader.description} has hidden size {spec.hidden_size}, but {expected_hidden_size} "
+            f"was expected; pick a matching LLM or change the hidden size setting"
+        )
     return reader, resolve_layer_indices(layer_indices, spec.num_hidden_layers, reader.description)
 
 
-def load_llama_layers(source: str, layer_indices: Sequence[int], dtype: torch.dtype = torch.float32,
-                      expected_hidden_size: int | None = None, seed: int = 0) -> LoadedLlama:
+def load_llama_layers(
+    source: str, layer_indices: Sequence[int], dtype: torch.dtype = torch.float32, expected_hidden_size: int | None = None, seed: int = 0
+) -> LoadedLlama:
     """Load frozen LLaMA decoder layers, reading only the tensors of the requested layers.
 
     Args:
@@ -177,5 +186,11 @@ def load_llama_layers(source: str, layer_indices: Sequence[int], dtype: torch.dt
     _hash_tensors(hasher, "", {"norm.weight": norm_weight})
     final_norm = RMSNorm(spec.hidden_size, spec.rms_norm_eps)
     final_norm.weight = nn.Parameter(norm_weight.to(dtype), requires_grad=False)
-    return LoadedLlama(spec=spec, layers=layers, layer_indices=indices, final_norm=final_norm,
-                       source=reader.description, fingerprint=hasher.hexdigest()[:FINGERPRINT_HEX_CHARS])
+    return LoadedLlama(
+        spec=spec,
+        layers=layers,
+        layer_indices=indices,
+        final_norm=final_norm,
+        source=reader.description,
+        fingerprint=hasher.hexdigest()[:FINGERPRINT_HEX_CHARS],
+    )

@@ -35,17 +35,19 @@ class LlamaSpec:
     num_hidden_layers: int
 
     def __post_init__(self) -> None:
-        for name in ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
-                     "num_hidden_layers"):
+        for name in ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"LlamaSpec.{name} must be a positive int, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"LlamaSpec: hidden_size {self.hidden_size} is not divisible by "
-                             f"num_attention_heads {self.num_attention_heads}")
+            raise ValueError(
+                f"LlamaSpec: hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+            )
         if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(f"LlamaSpec: num_attention_heads {self.num_attention_heads} is not divisible by "
-                             f"num_key_value_heads {self.num_key_value_heads}")
+            raise ValueError(
+                f"LlamaSpec: num_attention_heads {self.num_attention_heads} is not divisible by "
+                f"num_key_value_heads {self.num_key_value_heads}"
+            )
         if not self.rms_norm_eps > 0:
             raise ValueError(f"LlamaSpec.rms_norm_eps must be > 0, got {self.rms_norm_eps!r}")
 
@@ -70,8 +72,7 @@ class LlamaSpec:
         }
 
 
-def check_tensor_shape(shape: Sequence[int], expected: Sequence[int], file: str, tensor_name: str,
-                       spec: LlamaSpec) -> None:
+def check_tensor_shape(shape: Sequence[int], expected: Sequence[int], file: str, tensor_name: str, spec: LlamaSpec) -> None:
     """Raise a one-line ValueError when a stored tensor's shape contradicts the spec read from its config."""
     if tuple(shape) != tuple(expected):
         raise ValueError(

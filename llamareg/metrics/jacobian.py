@@ -21,9 +21,7 @@ def _check_mask(mask: torch.Tensor | None, flow: torch.Tensor) -> torch.Tensor:
     if mask.ndim == 5 and mask.shape[1] == 1:
         mask = mask[:, 0]
     if tuple(mask.shape) != (batch, *spatial):
-        raise ValueError(
-            f"mask must be (B, D, H, W) or (B, 1, D, H, W) matching flow {tuple(flow.shape)}, got {tuple(mask.shape)}"
-        )
+        raise ValueError(f"mask must be (B, D, H, W) or (B, 1, D, H, W) matching flow {tuple(flow.shape)}, got {tuple(mask.shape)}")
     return mask != 0
 
 
@@ -76,8 +74,7 @@ def sdlogj_l2r(flow: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Te
     shifted = (determinant[interior].double() + LOG_JACOBIAN_SHIFT).clamp(LOG_JACOBIAN_FLOOR, 1 / LOG_JACOBIAN_FLOOR)
     mask = mask[interior]
     deviations = [
-        values[inside].std(correction=0) if inside.any() else values.new_tensor(float("nan"))
-        for values, inside in zip(shifted.log(), mask)
+        values[inside].std(correction=0) if inside.any() else values.new_tensor(float("nan")) for values, inside in zip(shifted.log(), mask)
     ]
     return torch.stack(deviations)
 

@@ -30,9 +30,7 @@ def _hausdorff95_one(pred: np.ndarray, target: np.ndarray, spacing: tuple[float,
     target_surface = _surface(target[crop])
     to_target = ndimage.distance_transform_edt(~target_surface, sampling=spacing)[pred_surface]
     to_pred = ndimage.distance_transform_edt(~pred_surface, sampling=spacing)[target_surface]
-    return float(
-        max(np.percentile(to_target, HAUSDORFF_PERCENTILE), np.percentile(to_pred, HAUSDORFF_PERCENTILE))
-    )
+    return float(max(np.percentile(to_target, HAUSDORFF_PERCENTILE), np.percentile(to_pred, HAUSDORFF_PERCENTILE)))
 
 
 def hausdorff95(

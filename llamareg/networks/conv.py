@@ -36,7 +36,9 @@ def takes_reference_kernel(x: torch.Tensor, weight: torch.Tensor, groups: int) -
     return x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] <= REFERENCE_KERNEL_MAX_ELEMENTS
 
 
-def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride=1, padding=0, dilation=1, groups: int = 1) -> torch.Tensor:
+def conv3d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride=1, padding=0, dilation=1, groups: int = 1
+) -> torch.Tensor:
     """``F.conv3d``, computed as a two-group convolution where PyTorch would use its reference kernel.
 
     Example:

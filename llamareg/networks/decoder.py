@@ -52,9 +52,7 @@ class MultiScaleDecoder(nn.Module):
         self.ups = nn.ModuleList(upsample_conv(widths[s], widths[s + 1]) for s in range(STAGES - 1))
         # Stages that start from a flow also take it (3 channels) and the moving image warped by it (1).
         extra = [0] + [widths[s] + (4 if residual or s > 1 else 0) for s in range(1, STAGES)]
-        self.stages = nn.ModuleList(
-            ConvBlock(skip_channels[s] + llm_channels[s] + extra[s], widths[s]) for s in range(STAGES)
-        )
+        self.stages = nn.ModuleList(ConvBlock(skip_channels[s] + llm_channels[s] + extra[s], widths[s]) for s in range(STAGES))
         self.heads = nn.ModuleList(FlowHead(widths[s]) for s in range(1, STAGES))
         self.widths = widths
         self.residual = residual

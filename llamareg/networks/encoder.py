@@ -21,9 +21,7 @@ class EncoderStream(nn.Module):
         super().__init__()
         channels = [base_channels * 2**level for level in range(LEVELS)]
         self.full = ConvBlock(in_channels, channels[0])
-        self.down = nn.ModuleList(
-            leaky_conv(channels[level - 1], channels[level], stride=2) for level in range(1, LEVELS)
-        )
+        self.down = nn.ModuleList(leaky_conv(channels[level - 1], channels[level], stride=2) for level in range(1, LEVELS))
         self.blocks = nn.ModuleList(ConvBlock(channels[level], channels[level]) for level in range(1, LEVELS - 1))
         self.channels = channels
 

@@ -44,9 +44,7 @@ class TokenPathway(nn.Module):
         super().__init__()
         self.positional = GridPositionalEmbedding(token_channels, grid) if positional_embedding else None
         self.input_adapter = TokenAdapter(token_channels, adapter_width, hidden_size)
-        self.inner_adapters = nn.ModuleList(
-            TokenAdapter(hidden_size, inner_adapter_width, hidden_size) for _ in range(calls - 1)
-        )
+        self.inner_adapters = nn.ModuleList(TokenAdapter(hidden_size, inner_adapter_width, hidden_size) for _ in range(calls - 1))
         self.output_adapters = nn.ModuleList(OutputAdapter(hidden_size, base_channels, level) for level in OUTPUT_LEVELS)
         self.out_channels = [adapter.out_channels for adapter in self.output_adapters]
 

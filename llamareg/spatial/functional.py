@@ -34,9 +34,7 @@ def _check_size(size: Sequence[int]) -> tuple[int, int, int]:
     return size
 
 
-def identity_grid(
-    shape: Sequence[int], device: torch.device | str | None = None, dtype: torch.dtype | None = None
-) -> torch.Tensor:
+def identity_grid(shape: Sequence[int], device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Voxel coordinates of a grid, channel ``k`` holding the index along spatial axis ``k``.
 
     Args:
@@ -56,9 +54,7 @@ def identity_grid(
     return torch.stack(torch.meshgrid(*axes, indexing="ij")).unsqueeze(0)
 
 
-def warp(
-    image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear", padding_mode: str = "border"
-) -> torch.Tensor:
+def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear", padding_mode: str = "border") -> torch.Tensor:
     """Resample ``image`` at ``x + flow(x)``: ``warped(x) = image(x + flow(x))``.
 
     Voxel indices map to ``grid_sample`` coordinates with ``align_corners=True``, so an integer
@@ -84,9 +80,7 @@ def warp(
     if image.ndim != 5:
         raise ValueError(f"image must have shape (B, C, D, H, W), got {tuple(image.shape)}")
     if image.shape[0] != flow.shape[0] or image.shape[2:] != flow.shape[2:]:
-        raise ValueError(
-            f"image {tuple(image.shape)} and flow {tuple(flow.shape)} must share batch size and spatial shape"
-        )
+        raise ValueError(f"image {tuple(image.shape)} and flow {tuple(flow.shape)} must share batch size and spatial shape")
     if mode not in WARP_MODES:
         raise ValueError(f"mode must be one of {WARP_MODES}, got {mode!r}")
     if padding_mode not in PADDING_MODES:

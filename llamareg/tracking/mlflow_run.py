@@ -42,7 +42,7 @@ def tracking_uri(settings: TrackingConfig, out: str | os.PathLike) -> str:
 def _artifact_location(uri: str) -> str | None:
     """Artifacts beside a sqlite store (else MLflow puts them in ./mlruns of the working directory)."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / DEFAULT_ARTIFACTS).resolve().as_uri()
+        return (Path(uri[len("sqlite:///") :]).parent / DEFAULT_ARTIFACTS).resolve().as_uri()
     return None  # a server or other store chooses its own
 
 
@@ -151,8 +151,16 @@ def _open(client: Any, experiment_id: str, name: str, folder: Path, root: Path, 
             _end_interrupted(client, saved["run_id"])
     tags = {"mlflow.parentRunId": parent} if parent else {}
     run = client.create_run(experiment_id, run_name=name, tags=tags)
-    write_json(record, {"store": store, "tracking_uri": client.tracking_uri, "folder": str(Path(root).resolve()),
-                        "run_id": run.info.run_id, "experiment_id": experiment_id})
+    write_json(
+        record,
+        {
+            "store": store,
+            "tracking_uri": client.tracking_uri,
+            "folder": str(Path(root).resolve()),
+            "run_id": run.info.run_id,
+            "experiment_id": experiment_id,
+        },
+    )
     return TrainingRun(client, run.info.run_id, folder, root)
 
 
@@ -191,9 +199,11 @@ def _check_sqlite_file(uri: str) -> None:
     """Fail at once on a sqlite path that cannot be a database file (MLflow would retry for ~100 s)."""
     if not uri.startswith("sqlite:///"):
         return
-    path = Path(uri[len("sqlite:///"):])
+    path = Path(uri[len("sqlite:///") :])
     if path.is_dir():
-        raise ValueError(f"MLflow store {uri} cannot be opened: {path} is a folder; point tracking.uri at a file such as {path / DEFAULT_DB}")
+        raise ValueError(
+            f"MLflow store {uri} cannot be opened: {path} is a folder; point tracking.uri at a file such as {path / DEFAULT_DB}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
 
 

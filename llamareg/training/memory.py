@@ -48,4 +48,3 @@ def peak_memory_mb(device: torch.device) -> float:
         pass
     # ru_maxrss is in kB on Linux and in bytes on macOS.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
-

@@ -35,7 +35,11 @@ class MultiScaleObjective(nn.Module):
     """
 
     def __init__(
-        self, similarity: str = "mse", reg_weight: float = 0.04, scale_weights: Sequence[float] = (0.25, 0.5, 1.0), label_weight: float = 0.0,
+        self,
+        similarity: str = "mse",
+        reg_weight: float = 0.04,
+        scale_weights: Sequence[float] = (0.25, 0.5, 1.0),
+        label_weight: float = 0.0,
         flow_weight: float = 0.0,
     ) -> None:
         super().__init__()

@@ -115,9 +115,7 @@ class DeepSpeedOptimization:
 
         self.context = context
         contiguous_weights(model)
-        self.engine, _, _, _ = deepspeed.initialize(
-            model=model, model_parameters=model.trainable_parameters(), config=ds_config
-        )
+        self.engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.trainable_parameters(), config=ds_config)
         if config.train.compile:
             self.engine.compile()
         self.network = self.evaluation_network = self.engine  # under ZeRO-3 every forward goes through the engine

@@ -26,8 +26,17 @@ from llamareg.training.optimization import LAST_FILE, resume_point_exists
 from llamareg.training.selection import SELECTION_FILE, data_roles, selection_record, started_from
 from llamareg.training.trainer import Trainer, check_resume_config
 
-STEP_SUMMARY_KEYS = ("val_dice", "val_dice_best", "val_folding_pct", "val_sdlogj_l2r", "iterations",
-                     "peak_memory_mb", "peak_memory_of", "train_seconds_per_iteration", "wall_seconds")
+STEP_SUMMARY_KEYS = (
+    "val_dice",
+    "val_dice_best",
+    "val_folding_pct",
+    "val_sdlogj_l2r",
+    "iterations",
+    "peak_memory_mb",
+    "peak_memory_of",
+    "train_seconds_per_iteration",
+    "wall_seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +120,7 @@ def _phase_config(config: Config, phase: Phase) -> Config:
     train = dataclasses.replace(config.train, out=str(phase.out), max_iters=phase.iterations, step_iters=[])
     if phase.levels is not None:
         model = dataclasses.replace(model, sizes={**config.model.sizes, "active_levels": phase.levels})
-        train = dataclasses.replace(train, scale_weights=config.train.scale_weights[-phase.levels:], schedule="step-by-step")
+        train = dataclasses.replace(train, scale_weights=config.train.scale_weights[-phase.levels :], schedule="step-by-step")
     return dataclasses.replace(config, model=model, train=train)
 
 
@@ -174,13 +183,16 @@ def run_schedule(
         raise ValueError(f"--step {only_phase} is out of range: this schedule has phases 1..{len(phases)}")
     if resume and not any(resume_point_exists(p.out / "checkpoints") for p in phases):
         raise FileNotFoundError(
-            f"--resume: {phases[0].out / 'checkpoints'} holds no checkpoint to resume; start without --resume or point --out at an earlier run"
+            f"--resume: {phases[0].out / 'checkpoints'} holds no checkpoint to resume; "
+            "start without --resume or point --out at an earlier run"
         )
     check_out_folder(config.train.out)
     earlier_run = existing_run(config, phases)
     if earlier_run is not None and not (resume or only_phase is not None or overwrite):
-        raise ValueError(f"--out {config.train.out} already holds a run ({earlier_run}); continue it with --resume, "
-                         "replace it with --overwrite, or give another --out")
+        raise ValueError(
+            f"--out {config.train.out} already holds a run ({earlier_run}); continue it with --resume, "
+            "replace it with --overwrite, or give another --out"
+        )
     first_resume_point = phases[0].out / "checkpoints" / LAST_FILE
     if resume and _finished(phases[0]) is not None and first_resume_point.is_file():
         # A finished first phase is not resumed, so its trainer does not check the config: changed model or
@@ -239,7 +251,9 @@ def _run_phases(
             metrics = done
         summaries.append({"step": phase.number, **{key: metrics.get(key) for key in STEP_SUMMARY_KEYS}})
         if len(phases) > 1:
-            run.log_metrics({"val_dice_best": metrics.get("val_dice_best"), "val_folding_pct": metrics.get("val_folding_pct")}, phase.number)
+            run.log_metrics(
+                {"val_dice_best": metrics.get("val_dice_best"), "val_folding_pct": metrics.get("val_folding_pct")}, phase.number
+            )
     if len(phases) > 1 and context.is_main:
         final = phases[len(summaries) - 1]
         with atomic_output(out / "checkpoints" / "best.pt") as temporary:
@@ -248,7 +262,7 @@ def _run_phases(
     if context.is_main:
         write_json(out / "metrics.json", metrics)
         if len(phases) > 1:
-            write_json(out / SELECTION_FILE, _run_selection(config, phases[:len(summaries)]))
+            write_json(out / SELECTION_FILE, _run_selection(config, phases[: len(summaries)]))
     context.barrier()
     if len(phases) > 1:
         run.log_artifact(out / "metrics.json")
@@ -265,8 +279,16 @@ def _run_selection(config: Config, phases: list[Phase]) -> dict[str, Any]:
         if path.is_file():
             entries += [{**entry, "phase": phase.run_name, "folder": phase.out.name} for entry in json.loads(path.read_text())["phases"]]
         else:
-            entries.append({"phase": phase.run_name, "folder": phase.out.name, "unrecorded": True, "validation_pairs": [],
-                            "best_chosen_on": [], "started_from": None})
+            entries.append(
+                {
+                    "phase": phase.run_name,
+                    "folder": phase.out.name,
+                    "unrecorded": True,
+                    "validation_pairs": [],
+                    "best_chosen_on": [],
+                    "started_from": None,
+                }
+            )
     return selection_record(config, data_roles(config), entries)
 
 

@@ -37,8 +37,11 @@ SELECTION_FORMAT = "llamareg-selection-v1"
 DEVTEST_PAIRS = 16
 DEVTEST_SEED = 0
 
-READ_BY_VALIDATION = ["checkpoint choice (checkpoints/best.pt)", "the start of the next cascade step or LapIRN level",
-                      "the validation figures of metrics.json"]
+READ_BY_VALIDATION = [
+    "checkpoint choice (checkpoints/best.pt)",
+    "the start of the next cascade step or LapIRN level",
+    "the validation figures of metrics.json",
+]
 
 
 def pair_identity(moving_name: str, fixed_name: str) -> str:
@@ -79,7 +82,7 @@ def _devtest() -> dict[str, Any]:
     pairs = [f"{names[moving]}->{names[fixed]}" for moving, fixed in consecutive_pairs(DEVTEST_PAIRS, DEVTEST_PAIRS)]
     return {
         "what": f"dev-test (llamareg.data.devtest): MNI152 under deformations of the seed stream 'devtest', seed {DEVTEST_SEED}, "
-                f"the first {DEVTEST_PAIRS} subjects in consecutive pairs",
+        f"the first {DEVTEST_PAIRS} subjects in consecutive pairs",
         "seed_stream": ["devtest", DEVTEST_SEED],
         "pairs": pairs,
         "subjects": _subjects(pairs),
@@ -105,20 +108,28 @@ def data_roles(config: Config) -> dict[str, dict[str, Any]]:
         }
     if data.source == "template":
         return {
-            "training": {"seed_stream": ["mni152", seed, "train"],
-                         "subjects": [f"mni152-train-{index:03d}" for index in range(data.num_train_subjects)]},
+            "training": {
+                "seed_stream": ["mni152", seed, "train"],
+                "subjects": [f"mni152-train-{index:03d}" for index in range(data.num_train_subjects)],
+            },
             "validation": {"seed_stream": ["mni152", seed, "val"]},
             "test": _devtest(),
         }
     from llamareg.data.shards.reader import ShardSet
 
     shards = ShardSet(data.source)
-    roles: dict[str, dict[str, Any]] = {"training": {"subjects": sorted(shards.keys("train"))},
-                                        "validation": {"pair_list": shards.manifest["pairs"].get("val")}}
+    roles: dict[str, dict[str, Any]] = {
+        "training": {"subjects": sorted(shards.keys("train"))},
+        "validation": {"pair_list": shards.manifest["pairs"].get("val")},
+    }
     if "test" in shards.manifest["pairs"]:
         pairs = [f"{moving}->{fixed}" for moving, fixed in shards.pairs("test")]
-        roles["test"] = {"what": f"the test pairs of {shards.directory} ({shards.manifest['pairs']['test']})",
-                         "pair_list": shards.manifest["pairs"]["test"], "pairs": pairs, "subjects": _subjects(pairs)}
+        roles["test"] = {
+            "what": f"the test pairs of {shards.directory} ({shards.manifest['pairs']['test']})",
+            "pair_list": shards.manifest["pairs"]["test"],
+            "pairs": pairs,
+            "subjects": _subjects(pairs),
+        }
     elif shards.manifest.get("layout") == "embedded":
         roles["test"] = _devtest()
     else:
@@ -126,12 +137,24 @@ def data_roles(config: Config) -> dict[str, dict[str, Any]]:
     return roles
 
 
-def phase_entry(name: str, validation_pairs: list[str], best_iteration: int, best_dice: float, best_chosen_on: list[str],
-                started_from: dict[str, Any] | None) -> dict[str, Any]:
+def phase_entry(
+    name: str,
+    validation_pairs: list[str],
+    best_iteration: int,
+    best_dice: float,
+    best_chosen_on: list[str],
+    started_from: dict[str, Any] | None,
+) -> dict[str, Any]:
     """One phase's line of ``selection.json``: the pairs its validations read, its best checkpoint and the
     pairs that chose it, and what it started from (see :func:`started_from`; None for a first phase)."""
-    return {"phase": name, "validation_pairs": list(validation_pairs), "best_iteration": best_iteration,
-            "best_val_dice": best_dice, "best_chosen_on": list(best_chosen_on), "started_from": started_from}
+    return {
+        "phase": name,
+        "validation_pairs": list(validation_pairs),
+        "best_iteration": best_iteration,
+        "best_val_dice": best_dice,
+        "best_chosen_on": list(best_chosen_on),
+        "started_from": started_from,
+    }
 
 
 def _started_pairs(start: dict[str, Any] | None) -> list[str]:
@@ -175,5 +198,9 @@ def started_from(checkpoint: Path, payload: dict[str, Any], relative_to: Path) -
         path = str(Path(checkpoint).resolve().relative_to(Path(relative_to).resolve()))
     except ValueError:
         path = str(checkpoint)
-    return {"checkpoint": path, "iteration": payload.get("iteration"), "chosen_on": list(payload.get("best_validation_pairs") or []),
-            "started_from": payload.get("started_from")}
+    return {
+        "checkpoint": path,
+        "iteration": payload.get("iteration"),
+        "chosen_on": list(payload.get("best_validation_pairs") or []),
+        "started_from": payload.get("started_from"),
+    }

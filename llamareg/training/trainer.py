@@ -121,7 +121,9 @@ class Trainer:
         train = config.train
         needed = train.max_iters * train.batch_size * train.grad_accumulation * context.world_size
         if not isinstance(train_pairs, IterableDataset) and len(train_pairs) < needed:
-            raise ValueError(f"train_pairs has {len(train_pairs)} items but max_iters x batch_size x grad_accumulation x ranks needs {needed}")
+            raise ValueError(
+                f"train_pairs has {len(train_pairs)} items but max_iters x batch_size x grad_accumulation x ranks needs {needed}"
+            )
         self.config = config
         self.context = context
         self.out = Path(config.train.out)
@@ -131,8 +133,10 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its algorithms once
         self.parameter_counts = model.parameter_counts()  # before ZeRO-3 partitions the tensors
         if train.flow_weight > 0 and config.data.source != "synth" and context.rank == 0:
-            print(f"train.flow_weight={train.flow_weight} is left out: pairs from data.source={config.data.source!r} "
-                  "carry no true displacement (only synthetic pairs do)")
+            print(
+                f"train.flow_weight={train.flow_weight} is left out: pairs from data.source={config.data.source!r} "
+                "carry no true displacement (only synthetic pairs do)"
+            )
         self.objective = MultiScaleObjective(train.similarity, train.reg_weight, train.scale_weights, train.label_weight, train.flow_weight)
         if ds_config is None:
             self.optimization = LocalOptimization(self.model, config, self.device)
@@ -246,7 +250,9 @@ class Trainer:
         anything is logged or saved."""
         values = {name: value.item() for name, value in terms.items()}
         if not math.isfinite(values["loss"]):
-            raise FloatingPointError(f"loss became {values['loss']} by iteration {self.iteration}; lower train.lr or use train.precision=fp32")
+            raise FloatingPointError(
+                f"loss became {values['loss']} by iteration {self.iteration}; lower train.lr or use train.precision=fp32"
+            )
         return values
 
     def _validate(self) -> dict[str, Any]:
@@ -258,8 +264,9 @@ class Trainer:
         count, ranks = len(self.val_pairs), self.context.world_size
         mine = list(range(self.context.rank, -(-count // ranks) * ranks, ranks))
         shown = Subset(self.val_pairs, [index % count for index in mine])
-        records = evaluate_pairs(self.optimization.evaluation_network, self._loader(shown, 1), self.device, self.precision,
-                                 self.optimization.input_dtype)
+        records = evaluate_pairs(
+            self.optimization.evaluation_network, self._loader(shown, 1), self.device, self.precision, self.optimization.input_dtype
+        )
         kept = {index: record for index, record in zip(mine, records) if index < count}
         merged: dict[int, dict[str, Any]] = {}
         for part in self.context.gather(kept):
@@ -287,8 +294,14 @@ class Trainer:
                 self.optimization.save_best(self._state(), self.checkpoint_dir)
         step_seconds = 0.0
         steps_done = 0
-        progress = tqdm(total=train.max_iters, initial=self.iteration, desc=self.config.name, unit="it",
-                        dynamic_ncols=True, disable=not self.context.is_main)
+        progress = tqdm(
+            total=train.max_iters,
+            initial=self.iteration,
+            desc=self.config.name,
+            unit="it",
+            dynamic_ncols=True,
+            disable=not self.context.is_main,
+        )
         with progress:
             for batch in self._training_batches():
                 tick = time.perf_counter()
@@ -337,8 +350,13 @@ class Trainer:
 
     def _log_validation(self, result: dict[str, Any]) -> None:
         self.run.log_metrics(
-            {"val_dice": result["dice"], "val_dice_identity": result["dice_identity"], "val_folding_pct": result["folding_pct"],
-             "val_sdlogj_l2r": result["sdlogj_l2r"], **{f"val_dice_label_{k}": v for k, v in result["dice_per_label"].items()}},
+            {
+                "val_dice": result["dice"],
+                "val_dice_identity": result["dice_identity"],
+                "val_folding_pct": result["folding_pct"],
+                "val_sdlogj_l2r": result["sdlogj_l2r"],
+                **{f"val_dice_label_{k}": v for k, v in result["dice_per_label"].items()},
+            },
             self.iteration,
         )
 
@@ -364,8 +382,11 @@ class Trainer:
             "peak_memory_of": "phase" if self.peak_memory_is_per_phase else "process",
             "parameters": self.parameter_counts,
             "architecture": self.config.model.architecture,
-            "llm": (None if self._llm_identity()[0] is None else
-                    {"source": self._llm_identity()[0], "layers": self.config.llm.layers, "calls": self.config.llm.calls}),
+            "llm": (
+                None
+                if self._llm_identity()[0] is None
+                else {"source": self._llm_identity()[0], "layers": self.config.llm.layers, "calls": self.config.llm.calls}
+            ),
             "device": str(self.device),
             "precision": self.optimization.precision_name,
             "memory_format": memory_format_of(self.model),
@@ -382,16 +403,19 @@ class Trainer:
 
     def selection(self) -> dict[str, Any]:
         """This phase's ``selection.json`` (see :func:`llamareg.training.selection.selection_record`)."""
-        entry = phase_entry(self.phase_name, self.validation_pairs, self.best_iteration, self.best_dice, self.best_validation_pairs,
-                            self.started_from)
+        entry = phase_entry(
+            self.phase_name, self.validation_pairs, self.best_iteration, self.best_dice, self.best_validation_pairs, self.started_from
+        )
         return selection_record(self.config, self.roles, [entry])
 
     def _log_outcome(self, metrics: dict[str, Any]) -> None:
         """Final figures, metrics.json, the training-curve figure and the best checkpoint (or its path)."""
         if not self.run.enabled:
             return
-        self.run.log_metrics({key: metrics[key] for key in ("val_dice_best", "train_seconds_per_iteration", "peak_memory_mb",
-                                                             "wall_seconds")}, self.iteration)
+        self.run.log_metrics(
+            {key: metrics[key] for key in ("val_dice_best", "train_seconds_per_iteration", "peak_memory_mb", "wall_seconds")},
+            self.iteration,
+        )
         self.run.log_artifact(self.out / "metrics.json")
         self.run.log_artifact(plot_training_curves(metrics, self.out / "training_curves.png"))
         best = self.checkpoint_dir / "best.pt"

@@ -58,14 +58,16 @@ def evaluate_pairs(
         folding, sdlogj = folding_percentage(flow).tolist(), sdlogj_l2r(flow).tolist()
         moving_names, fixed_names = batch.get("moving_name"), batch.get("fixed_name")
         for index in range(len(after)):
-            records.append({
-                "pair": None if moving_names is None or fixed_names is None else pair_identity(moving_names[index], fixed_names[index]),
-                "dice": _nanmean(after[index]),
-                "dice_identity": _nanmean(before[index]),
-                "dice_per_label": dict(zip(labels, after[index])),
-                "folding_pct": folding[index],
-                "sdlogj_l2r": sdlogj[index],
-            })
+            records.append(
+                {
+                    "pair": None if moving_names is None or fixed_names is None else pair_identity(moving_names[index], fixed_names[index]),
+                    "dice": _nanmean(after[index]),
+                    "dice_identity": _nanmean(before[index]),
+                    "dice_per_label": dict(zip(labels, after[index])),
+                    "folding_pct": folding[index],
+                    "sdlogj_l2r": sdlogj[index],
+                }
+            )
     model.train(was_training)
     return records
 

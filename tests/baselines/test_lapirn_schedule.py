@@ -24,7 +24,12 @@ def _same(a, b):
 def test_lapirn_schedule_runs_level_by_level_resumes_and_tracks_each_phase(preset_runs, tmp_path):
     config = preset_runs.tiny("cpu-lapirn", tmp_path, "train.step_iters=[2, 1, 2, 1, 2]", "train.val_every=2", "tracking.enabled=true")
     assert [(p.run_name, p.levels, p.freeze_coarser, p.iterations) for p in plan_phases(config)] == [
-        ("level1", 1, True, 2), ("level2-warmup", 2, True, 1), ("level2", 2, False, 2), ("level3-warmup", 3, True, 1), ("level3", 3, False, 2)]
+        ("level1", 1, True, 2),
+        ("level2-warmup", 2, True, 1),
+        ("level2", 2, False, 2),
+        ("level3-warmup", 3, True, 1),
+        ("level3", 3, False, 2),
+    ]
 
     # Phase 1 only (--step 1), then --resume finishes the schedule without rerunning it.
     first = run(config, step=1)

@@ -11,12 +11,15 @@ from llamareg.commands.train import run
 HAVE_VOXELMORPH = importlib.util.find_spec("voxelmorph") is not None
 
 
-@pytest.mark.parametrize("preset", [
-    "cpu-voxelmorph",
-    "cpu-transmorph",
-    "cpu-transmatch",
-    pytest.param("cpu-voxelmorph-package", marks=pytest.mark.skipif(not HAVE_VOXELMORPH, reason="voxelmorph package not installed")),
-])
+@pytest.mark.parametrize(
+    "preset",
+    [
+        "cpu-voxelmorph",
+        "cpu-transmorph",
+        "cpu-transmatch",
+        pytest.param("cpu-voxelmorph-package", marks=pytest.mark.skipif(not HAVE_VOXELMORPH, reason="voxelmorph package not installed")),
+    ],
+)
 def test_preset_trains_with_falling_loss_and_its_checkpoint_registers(preset, preset_runs, tmp_path):
     config = preset_runs.tiny(preset, tmp_path, "train.max_iters=6", "train.val_every=6")
     metrics = run(config)

@@ -30,7 +30,11 @@ def test_every_baseline_has_a_cpu_preset_with_the_cpu_scaling():
         # Trained like cpu-default: same data, loss and optimiser settings, no LLM.
         default = load_config("cpu-default")
         assert config.data == default.data
-        assert (config.train.lr, config.train.reg_weight, config.train.similarity) == (default.train.lr, default.train.reg_weight, default.train.similarity)
+        assert (config.train.lr, config.train.reg_weight, config.train.similarity) == (
+            default.train.lr,
+            default.train.reg_weight,
+            default.train.similarity,
+        )
         assert config.llm.source is None
         check_llm_source(config)  # nothing to open
     lapirn = load_config("cpu-lapirn")
@@ -83,8 +87,10 @@ def test_lapirn_schedule_and_llamareg_keys_are_checked():
     with pytest.raises(ValueError, match="needs 3 weight"):
         load_config("cpu-default", ["train.scale_weights=[1.0]"])
     # LapIRN without its schedule trains the active levels together, one weight per level.
-    config = load_config("cpu-lapirn", ["train.schedule=step-by-step", "train.step_iters=[]", "model.sizes.active_levels=2",
-                                        "train.scale_weights=[0.0, 1.0]"])
+    config = load_config(
+        "cpu-lapirn",
+        ["train.schedule=step-by-step", "train.step_iters=[]", "model.sizes.active_levels=2", "train.scale_weights=[0.0, 1.0]"],
+    )
     assert len(build_model(config)(torch.rand(1, 1, 48, 64, 48), torch.rand(1, 1, 48, 64, 48))["flows"]) == 2
 
 

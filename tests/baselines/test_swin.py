@@ -50,10 +50,7 @@ def expected_mask(grid, window, shift):
     for tokens in shifted_layout(grid, window, shift):
         rows.append(
             [
-                [
-                    a is not None and b is not None and all(x - y == u - v for x, y, u, v in zip(a, b, p, q))
-                    for (q, b) in tokens
-                ]
+                [a is not None and b is not None and all(x - y == u - v for x, y, u, v in zip(a, b, p, q)) for (q, b) in tokens]
                 for (p, a) in tokens
             ]
         )
@@ -133,9 +130,7 @@ def attending_tokens(grid, configured, shifted, token):
         if token in originals:
             positions = dict((o, p) for p, o in tokens if o is not None)
             p = positions[token]
-            return {
-                o for o, q in positions.items() if all(a - b == u - v for a, b, u, v in zip(o, token, q, p))
-            }
+            return {o for o, q in positions.items() if all(a - b == u - v for a, b, u, v in zip(o, token, q, p))}
     raise AssertionError("token not found")
 
 

@@ -24,8 +24,12 @@ def test_both_streams_and_their_matching_reach_the_field():
     moving, fixed = torch.rand(1, 1, 32, 32, 32), torch.rand(1, 1, 32, 32, 32)
     out = model(moving, fixed)
     out["flows"][0].pow(2).sum().backward()
-    for name in ("moving_encoder.patch_embed.weight", "fixed_encoder.patch_embed.weight",
-                 "cross.0.blocks.1.attn.qkv.weight", "cross.2.blocks.0.attn.relative_position_bias_table"):
+    for name in (
+        "moving_encoder.patch_embed.weight",
+        "fixed_encoder.patch_embed.weight",
+        "cross.0.blocks.1.attn.qkv.weight",
+        "cross.2.blocks.0.attn.relative_position_bias_table",
+    ):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
 

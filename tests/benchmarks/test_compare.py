@@ -30,7 +30,10 @@ def test_tiny_comparison_writes_seeded_rows_and_pooled_comparisons(compare, tmp_
     assert results["pairs"].endswith("devtest/pairs.json") and results["seeds"] == 2
     assert {method: len(seeds) for method, seeds in results["scores"].items()} == {"identity": 1, "voxelmorph": 2, "llamareg": 2}
     assert [(row["a"], row["b"]) for row in results["comparisons"]] == [
-        ("voxelmorph", "identity"), ("llamareg", "identity"), ("llamareg", "voxelmorph")]
+        ("voxelmorph", "identity"),
+        ("llamareg", "identity"),
+        ("llamareg", "voxelmorph"),
+    ]
     for row in results["comparisons"]:
         assert row["low"] <= row["mean"] <= row["high"] and 0 <= row["p_wilcoxon"] <= 1
         assert row["verdict"] in ("better", "worse", "no difference")
@@ -61,12 +64,22 @@ def test_a_shard_folder_is_scored_on_its_test_pairs_only(compare, tmp_path):
     writer = ShardSetWriter(tmp_path / "shards")
     for split, names in {"train": ["t0", "t1"], "val": ["v0", "v1"], "test": ["x0", "x1"]}.items():
         for key in names:
-            writer.add(key, split, np.zeros((16, 16, 16), np.float32), np.zeros((16, 16, 16), np.int64), np.eye(4),
-                       {"image": tmp_path / f"{key}.nii.gz", "labels": None})
+            writer.add(
+                key,
+                split,
+                np.zeros((16, 16, 16), np.float32),
+                np.zeros((16, 16, 16), np.int64),
+                np.eye(4),
+                {"image": tmp_path / f"{key}.nii.gz", "labels": None},
+            )
 
     def pair(moving, fixed):
-        return {"moving": tmp_path / f"{moving}.nii.gz", "fixed": tmp_path / f"{fixed}.nii.gz",
-                "moving_labels": tmp_path / "l.nii.gz", "fixed_labels": tmp_path / "l.nii.gz"}
+        return {
+            "moving": tmp_path / f"{moving}.nii.gz",
+            "fixed": tmp_path / f"{fixed}.nii.gz",
+            "moving_labels": tmp_path / "l.nii.gz",
+            "fixed_labels": tmp_path / "l.nii.gz",
+        }
 
     writer.finish([pair("v0", "v1")], [pair("x0", "x1"), pair("x1", "x0")], {"layout": "test"})
     listed = compare.test_pairs(tmp_path / "out", 12, str(tmp_path / "shards"))

@@ -26,6 +26,7 @@ from llamareg.inference.model_io import load_trained_model
 from llamareg.models import build_model
 from llamareg.training.checkpoint import save_checkpoint, trainable_state
 
+
 @pytest.fixture(scope="session")
 def trained_checkpoint(trained_run) -> Path:
     """``best.pt`` of the shared short cpu-template run (see ``tests/conftest.py``)."""
@@ -39,8 +40,12 @@ def trained_model(trained_checkpoint):
 
 
 TINY = [
-    "data.shape=[32, 32, 32]", "model.base_channels=4", "model.adapter_width=32", "model.inner_adapter_width=32",
-    "llm.source=random:smollm2-135m", "tracking.enabled=false",
+    "data.shape=[32, 32, 32]",
+    "model.base_channels=4",
+    "model.adapter_width=32",
+    "model.inner_adapter_width=32",
+    "llm.source=random:smollm2-135m",
+    "tracking.enabled=false",
 ]
 
 
@@ -52,16 +57,22 @@ def checkpoints(tmp_path_factory):
     config = load_config("cpu-default", TINY)
     torch.manual_seed(0)
     model = build_model(config)
-    payload = {"config": config.to_dict(), "model": trainable_state(model),
-               "llm_source": model.llm.source, "llm_fingerprint": model.llm.fingerprint}
+    payload = {
+        "config": config.to_dict(),
+        "model": trainable_state(model),
+        "llm_source": model.llm.source,
+        "llm_fingerprint": model.llm.fingerprint,
+    }
     save_checkpoint(payload, folder / "valid.pt")
     swapped = json.loads(json.dumps(payload["config"]))
     swapped["model"]["base_channels"] = 8  # weights of a C=4 model under a C=8 config
     save_checkpoint({**payload, "config": swapped}, folder / "other_architecture.pt")
     torch.save({"state_dict": {"weight": torch.zeros(3)}}, folder / "foreign.pt")
     baseline = load_config("cpu-default", [*TINY, "model.architecture=voxelmorph", "train.scale_weights=[1.0]"])
-    save_checkpoint({"config": baseline.to_dict(), "model": trainable_state(build_model(baseline)),
-                     "llm_source": None, "llm_fingerprint": None}, folder / "voxelmorph.pt")
+    save_checkpoint(
+        {"config": baseline.to_dict(), "model": trainable_state(build_model(baseline)), "llm_source": None, "llm_fingerprint": None},
+        folder / "voxelmorph.pt",
+    )
     return folder
 
 
@@ -119,7 +130,9 @@ def reoriented_affine(source_affine: np.ndarray, source_shape, directions: np.nd
 
 def _resample(data, source_affine, affine, shape, order):
     target_to_source = np.linalg.inv(source_affine) @ affine
-    return ndimage.affine_transform(data, target_to_source[:3, :3], target_to_source[:3, 3], output_shape=shape, order=order, mode="constant")
+    return ndimage.affine_transform(
+        data, target_to_source[:3, :3], target_to_source[:3, 3], output_shape=shape, order=order, mode="constant"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -129,8 +142,13 @@ def nifti_pairs(tmp_path_factory) -> NiftiPairs:
     config = load_config("cpu-template")  # the preset of the shared run (tests/conftest.py TRAINED_PRESET)
     data = config.data
     _, subjects = build_embedded_volumes(
-        shape=tuple(data.shape), num_train=2, num_val=data.num_val_subjects, seed=data.seed,
-        max_displacement=data.max_displacement, control_spacing=data.control_spacing, spacing_mm=data.spacing_mm,
+        shape=tuple(data.shape),
+        num_train=2,
+        num_val=data.num_val_subjects,
+        seed=data.seed,
+        max_displacement=data.max_displacement,
+        control_spacing=data.control_spacing,
+        spacing_mm=data.spacing_mm,
     )  # subject k of a split does not depend on the number of training subjects
     folder = tmp_path_factory.mktemp("nifti_pairs")
     for index, subject in enumerate(subjects):
@@ -141,8 +159,12 @@ def nifti_pairs(tmp_path_factory) -> NiftiPairs:
         nibabel.save(nibabel.Nifti1Image(image.astype(np.float32), affine), folder / f"subject{index}.nii.gz")
         nibabel.save(nibabel.Nifti1Image(labels, affine), folder / f"subject{index}_labels.nii.gz")
     entries = [
-        {"fixed": f"subject{f}.nii.gz", "moving": f"subject{m}.nii.gz",
-         "fixed_labels": f"subject{f}_labels.nii.gz", "moving_labels": f"subject{m}_labels.nii.gz"}
+        {
+            "fixed": f"subject{f}.nii.gz",
+            "moving": f"subject{m}.nii.gz",
+            "fixed_labels": f"subject{f}_labels.nii.gz",
+            "moving_labels": f"subject{m}_labels.nii.gz",
+        }
         for m, f in consecutive_pairs(len(subjects), data.num_val_pairs)
     ]
     pairs_json = folder / "pairs.json"
@@ -156,12 +178,16 @@ def fixed_space():
     return SimpleNamespace(labels=labels_in_fixed_space, sample=sample_in_fixed_space, mean_dice=mean_dice)
 
 
-def labels_in_fixed_space(moving_labels: nibabel.Nifti1Image, fixed: nibabel.Nifti1Image, displacement: np.ndarray | None = None) -> np.ndarray:
+def labels_in_fixed_space(
+    moving_labels: nibabel.Nifti1Image, fixed: nibabel.Nifti1Image, displacement: np.ndarray | None = None
+) -> np.ndarray:
     """Moving labels sampled (nearest) at the fixed voxels' world points p (+ u(p)), by scipy alone."""
     return sample_in_fixed_space(moving_labels, fixed, displacement, order=0).astype(np.int64)
 
 
-def sample_in_fixed_space(moving: nibabel.Nifti1Image, fixed: nibabel.Nifti1Image, displacement: np.ndarray | None, order: int) -> np.ndarray:
+def sample_in_fixed_space(
+    moving: nibabel.Nifti1Image, fixed: nibabel.Nifti1Image, displacement: np.ndarray | None, order: int
+) -> np.ndarray:
     """``moving`` sampled at the fixed voxels' world points moved by ``displacement`` (RAS mm), scipy only."""
     index = np.stack(np.meshgrid(*[np.arange(n) for n in fixed.shape[:3]], indexing="ij"), axis=-1)
     world = index @ fixed.affine[:3, :3].T + fixed.affine[:3, 3]

@@ -12,6 +12,7 @@ import pytest
 
 from llamareg.cli import main
 
+
 def _run(capsys, argv):
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
@@ -91,10 +92,17 @@ def test_register_rejects_bad_refinement_options(capsys, checkpoints, images, tm
     _assert_rejected(capsys, argv, out, culprit)
 
 
-@pytest.mark.parametrize("options, culprit", [
-    (["--spacing", "0"], "--spacing"), (["--spacing", "1mm"], "--spacing"),
-    (["--shape", "64", "80"], "--shape"), (["--shape", "64,80,60"], "--shape"), (["--shape", "0,16,16"], "--shape"), (["--spacing", "-2"], "--spacing"),
-])
+@pytest.mark.parametrize(
+    "options, culprit",
+    [
+        (["--spacing", "0"], "--spacing"),
+        (["--spacing", "1mm"], "--spacing"),
+        (["--shape", "64", "80"], "--shape"),
+        (["--shape", "64,80,60"], "--shape"),
+        (["--shape", "0,16,16"], "--shape"),
+        (["--spacing", "-2"], "--spacing"),
+    ],
+)
 @pytest.mark.parametrize("command", ["register", "evaluate"])
 def test_bad_model_grid_options(capsys, checkpoints, images, tmp_path, options, culprit, command):
     out = tmp_path / "out"
@@ -106,7 +114,12 @@ def test_bad_model_grid_options(capsys, checkpoints, images, tmp_path, options, 
 
 
 def _pairs(tmp_path, images, **changes):
-    entry = {"fixed": "fixed.nii.gz", "moving": "moving.nii.gz", "fixed_labels": "fixed_labels.nii.gz", "moving_labels": "moving_labels.nii.gz"}
+    entry = {
+        "fixed": "fixed.nii.gz",
+        "moving": "moving.nii.gz",
+        "fixed_labels": "fixed_labels.nii.gz",
+        "moving_labels": "moving_labels.nii.gz",
+    }
     entry = {key: str(images / value) for key, value in {**entry, **changes}.items() if value is not None}
     path = tmp_path / "pairs.json"
     path.write_text(json.dumps([entry]))
@@ -135,8 +148,19 @@ def test_evaluate_rejects_an_unknown_mlflow_run_or_store(capsys, checkpoints, im
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(tracking_uri=uri).create_experiment("evaluation", artifact_location=(tmp_path / "artifacts").as_uri())
     capsys.readouterr()
-    argv = ["evaluate", "--checkpoint", checkpoints / "valid.pt", "--pairs", _pairs(tmp_path, images), "--out", out,
-            "--mlflow-run-id", "0123456789abcdef", "--tracking-uri", uri]
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        checkpoints / "valid.pt",
+        "--pairs",
+        _pairs(tmp_path, images),
+        "--out",
+        out,
+        "--mlflow-run-id",
+        "0123456789abcdef",
+        "--tracking-uri",
+        uri,
+    ]
     _assert_rejected(capsys, argv, out, "0123456789abcdef", "--tracking-uri")
     absent = f"sqlite:///{tmp_path / 'typo.db'}"
     _assert_rejected(capsys, [*argv[:-1], absent], out, "typo.db", "does not exist")
@@ -147,8 +171,17 @@ def test_evaluate_with_a_run_but_no_store_creates_none_in_the_working_folder(cap
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    argv = ["evaluate", "--checkpoint", checkpoints / "valid.pt", "--pairs", _pairs(tmp_path, images), "--out", out,
-            "--mlflow-run-id", "0123456789abcdef"]
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        checkpoints / "valid.pt",
+        "--pairs",
+        _pairs(tmp_path, images),
+        "--out",
+        out,
+        "--mlflow-run-id",
+        "0123456789abcdef",
+    ]
     _assert_rejected(capsys, argv, out, "--mlflow-run-id 0123456789abcdef", "--tracking-uri")
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 
@@ -175,8 +208,17 @@ def test_train_rejects_a_bad_deepspeed_config_before_deepspeed_starts(capsys, tm
 
 def test_register_refuses_to_replace_earlier_outputs_without_overwrite(capsys, checkpoints, images, tmp_path):
     out = tmp_path / "out"
-    argv = ["register", "--checkpoint", str(checkpoints / "valid.pt"), str(images / "fixed.nii.gz"), str(images / "moving.nii.gz"),
-            "--out", str(out), "--device", "cpu"]
+    argv = [
+        "register",
+        "--checkpoint",
+        str(checkpoints / "valid.pt"),
+        str(images / "fixed.nii.gz"),
+        str(images / "moving.nii.gz"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     written = {path.name: path.read_bytes() for path in out.iterdir()}
     capsys.readouterr()
@@ -194,8 +236,19 @@ def test_register_checks_that_the_images_overlap_in_world_coordinates(capsys, ch
     affine[0, 3] += shift_mm  # the 40 mm wide box moved along x: 0, 40 % or 100 % of the fixed box covered
     nibabel.save(nibabel.Nifti1Image(np.asarray(moving.dataobj), affine), tmp_path / "shifted.nii.gz")
     out = tmp_path / "out"
-    code = main(["register", "--checkpoint", str(checkpoints / "valid.pt"), str(images / "fixed.nii.gz"), str(tmp_path / "shifted.nii.gz"),
-                 "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "register",
+            "--checkpoint",
+            str(checkpoints / "valid.pt"),
+            str(images / "fixed.nii.gz"),
+            str(tmp_path / "shifted.nii.gz"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     error = capsys.readouterr().err
     if outcome == "error":
         assert code == 2 and "do not overlap in world coordinates" in error and not out.exists()

@@ -12,8 +12,17 @@ from llamareg.cli import main
 @pytest.mark.parametrize("checkpoint", ["valid.pt", "voxelmorph.pt"])
 def test_register_and_evaluate_run_with_the_checkpoint(capsys, checkpoints, images, tmp_path, checkpoint):
     out = tmp_path / "registered"
-    argv = ["register", "--checkpoint", checkpoints / checkpoint, images / "fixed.nii.gz", images / "moving.nii.gz",
-            "--moving-labels", images / "moving_labels.nii.gz", "--out", out]
+    argv = [
+        "register",
+        "--checkpoint",
+        checkpoints / checkpoint,
+        images / "fixed.nii.gz",
+        images / "moving.nii.gz",
+        "--moving-labels",
+        images / "moving_labels.nii.gz",
+        "--out",
+        out,
+    ]
     assert main([str(a) for a in argv]) == 0
     fixed = nibabel.load(images / "fixed.nii.gz")
     warped_labels = nibabel.load(out / "warped_labels.nii.gz")
@@ -23,5 +32,7 @@ def test_register_and_evaluate_run_with_the_checkpoint(capsys, checkpoints, imag
     assert grid["shape"] == [16, 16, 16] and grid["spacing_mm"] == 3.25
     pairs = tmp_path / "pairs.json"
     pairs.write_text(json.dumps([{key: str(images / f"{key}.nii.gz") for key in ("fixed", "moving", "fixed_labels", "moving_labels")}]))
-    assert main(["evaluate", "--checkpoint", str(checkpoints / checkpoint), "--pairs", str(pairs), "--out", str(tmp_path / "evaluated")]) == 0
+    assert (
+        main(["evaluate", "--checkpoint", str(checkpoints / checkpoint), "--pairs", str(pairs), "--out", str(tmp_path / "evaluated")]) == 0
+    )
     assert "| LLaMA-Reg |" in (tmp_path / "evaluated" / "summary.md").read_text()

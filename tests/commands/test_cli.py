@@ -16,8 +16,10 @@ def test_train_usage_names_the_llamareg_command(capsys):
     assert capsys.readouterr().out.startswith("usage: llamareg train ")
 
 
-@pytest.mark.parametrize("command, words", [("register", "Displacement convention"), ("evaluate", "metrics_per_label.csv"),
-                                            ("export-pretrained", "MODEL_CARD.md")])
+@pytest.mark.parametrize(
+    "command, words",
+    [("register", "Displacement convention"), ("evaluate", "metrics_per_label.csv"), ("export-pretrained", "MODEL_CARD.md")],
+)
 def test_help_documents_the_outputs(capsys, command, words):
     with pytest.raises(SystemExit) as stop:
         main([command, "--help"])

@@ -35,8 +35,23 @@ def _check_png(path, min_bytes=5000):
 
 def test_evaluate_writes_tables_and_figures(trained_checkpoint, nifti_pairs, tmp_path):
     out = tmp_path / "evaluation"
-    assert main(["evaluate", "--checkpoint", str(trained_checkpoint), "--pairs", str(nifti_pairs.pairs_json),
-                 "--out", str(out), "--figure-pairs", "0,3", "--jacobian"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(trained_checkpoint),
+                "--pairs",
+                str(nifti_pairs.pairs_json),
+                "--out",
+                str(out),
+                "--figure-pairs",
+                "0,3",
+                "--jacobian",
+            ]
+        )
+        == 0
+    )
     rows = _rows(out / "metrics_per_label.csv")
     assert [(int(r["pair"]), int(r["label"])) for r in rows] == [(p, label) for p in range(8) for label in (1, 2)]
     for row in rows:
@@ -60,8 +75,15 @@ def test_evaluate_writes_tables_and_figures(trained_checkpoint, nifti_pairs, tmp
     for name in ("dice_boxplot.png", "pair_0.png", "pair_3.png"):
         _check_png(out / name)
     assert sorted(p.name for p in out.iterdir()) == [
-        "dice_boxplot.png", "jacobian", "metrics_per_label.csv", "metrics_per_pair.csv", "pair_0.png", "pair_3.png", "summary.json",
-        "summary.md"]
+        "dice_boxplot.png",
+        "jacobian",
+        "metrics_per_label.csv",
+        "metrics_per_pair.csv",
+        "pair_0.png",
+        "pair_3.png",
+        "summary.json",
+        "summary.md",
+    ]
     for entry in nifti_pairs.entries:  # det J on each fixed grid: subjects of one population, so near 1 on average
         name = f"{entry['fixed'].removesuffix('.nii.gz')}__{entry['moving'].removesuffix('.nii.gz')}.nii.gz"
         determinant = nibabel.load(out / "jacobian" / name)
@@ -80,8 +102,26 @@ def test_evaluate_logs_metrics_and_files_to_an_mlflow_run(trained_checkpoint, ni
     pairs_json = tmp_path / "two_pairs.json"
     pairs_json.write_text(json.dumps(absolute))
     out = tmp_path / "evaluation"
-    assert main(["evaluate", "--checkpoint", str(trained_checkpoint), "--pairs", str(pairs_json), "--out", str(out),
-                 "--figure-pairs", "1", "--mlflow-run-id", run_id, "--tracking-uri", uri]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(trained_checkpoint),
+                "--pairs",
+                str(pairs_json),
+                "--out",
+                str(out),
+                "--figure-pairs",
+                "1",
+                "--mlflow-run-id",
+                run_id,
+                "--tracking-uri",
+                uri,
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     logged = client.get_run(run_id).data.metrics
     assert logged["eval_dice_mean"] == pytest.approx(summary["dice"]["mean"])
@@ -94,16 +134,32 @@ def test_evaluate_logs_metrics_and_files_to_an_mlflow_run(trained_checkpoint, ni
 
 
 @pytest.mark.parametrize("kind, tolerance", [("lumir", 1e-3), ("l2r", 0.005)])
-def test_challenge_export_reproduces_evaluates_dice_with_map_coordinates(kind, tolerance, trained_checkpoint, nifti_pairs,
-                                                                         fixed_space, tmp_path):
+def test_challenge_export_reproduces_evaluates_dice_with_map_coordinates(
+    kind, tolerance, trained_checkpoint, nifti_pairs, fixed_space, tmp_path
+):
     import nibabel
     from scipy import ndimage
 
     from llamareg.export.challenge import export_name
 
     out, exported = tmp_path / "evaluation", tmp_path / kind
-    assert main(["evaluate", "--checkpoint", str(trained_checkpoint), "--pairs", str(nifti_pairs.pairs_json),
-                 "--out", str(out), "--export", kind, str(exported)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(trained_checkpoint),
+                "--pairs",
+                str(nifti_pairs.pairs_json),
+                "--out",
+                str(out),
+                "--export",
+                kind,
+                str(exported),
+            ]
+        )
+        == 0
+    )
     reported = [float(row["mean_dice"]) for row in _rows(out / "metrics_per_pair.csv")]
     scores = []
     for index, entry in enumerate(nifti_pairs.entries):
@@ -133,12 +189,22 @@ def test_evaluate_refuses_pairs_of_the_runs_training_and_validation_subjects(che
     writer = ShardSetWriter(shards)
     roles = {"moving": "train", "series4d": "train", "fixed_labels": "val", "moving_labels": "val", "fixed": "test", "flat2d": "test"}
     for name, split in roles.items():
-        writer.add(name, split, np.zeros((16, 16, 16), np.float32), np.zeros((16, 16, 16), np.int64), np.eye(4),
-                   {"image": images / f"{name}.nii.gz", "labels": None})
+        writer.add(
+            name,
+            split,
+            np.zeros((16, 16, 16), np.float32),
+            np.zeros((16, 16, 16), np.int64),
+            np.eye(4),
+            {"image": images / f"{name}.nii.gz", "labels": None},
+        )
 
     def entry(moving, fixed):
-        return {"moving": images / f"{moving}.nii.gz", "fixed": images / f"{fixed}.nii.gz",
-                "moving_labels": images / "moving_labels.nii.gz", "fixed_labels": images / "fixed_labels.nii.gz"}
+        return {
+            "moving": images / f"{moving}.nii.gz",
+            "fixed": images / f"{fixed}.nii.gz",
+            "moving_labels": images / "moving_labels.nii.gz",
+            "fixed_labels": images / "fixed_labels.nii.gz",
+        }
 
     writer.finish([entry("fixed_labels", "moving_labels")], [entry("flat2d", "fixed")], {"layout": "test"})
     payload = read_checkpoint(checkpoints / "valid.pt")
@@ -146,14 +212,24 @@ def test_evaluate_refuses_pairs_of_the_runs_training_and_validation_subjects(che
     checkpoint = save_checkpoint(payload, tmp_path / "run.pt")
 
     pairs_json = tmp_path / "pairs.json"  # the moving image named relative to the list, as evaluate resolves it
-    pairs_json.write_text(json.dumps([{"fixed": str(images / "fixed.nii.gz"), "moving": os.path.relpath(images / "moving.nii.gz", tmp_path),
-                                       "fixed_labels": str(images / "fixed_labels.nii.gz"),
-                                       "moving_labels": str(images / "moving_labels.nii.gz")}]))
+    pairs_json.write_text(
+        json.dumps(
+            [
+                {
+                    "fixed": str(images / "fixed.nii.gz"),
+                    "moving": os.path.relpath(images / "moving.nii.gz", tmp_path),
+                    "fixed_labels": str(images / "fixed_labels.nii.gz"),
+                    "moving_labels": str(images / "moving_labels.nii.gz"),
+                }
+            ]
+        )
+    )
     out = tmp_path / "evaluation"
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--pairs", str(pairs_json), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: --pairs {pairs_json} pair 0 uses moving, a training subject of the checkpoint's run (data.source={shards}); "
-        f"evaluate on test pairs ({shards / 'test_pairs.json'})")
+        f"evaluate on test pairs ({shards / 'test_pairs.json'})"
+    )
     assert not out.exists()
 
     config = config_from_dict(payload["config"])

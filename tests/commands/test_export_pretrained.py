@@ -76,7 +76,11 @@ def test_the_model_card_records_provenance_validation_and_the_extra_entries(expo
         assert card["git_commit"] == head and isinstance(card["git_dirty"], bool)
         assert card["training_command"] == command
         train = checkpoint_config["train"]
-        assert (card["name"], card["seed"], card["data_seed"]) == (checkpoint_config["name"], train["seed"], checkpoint_config["data"]["seed"])
+        assert (card["name"], card["seed"], card["data_seed"]) == (
+            checkpoint_config["name"],
+            train["seed"],
+            checkpoint_config["data"]["seed"],
+        )
         assert card["iterations"] == train["max_iters"] == 150
         assert card["data"]["source"] == checkpoint_config["data"]["source"] and "validation" in card["data"]["description"]
         assert card["config"] == checkpoint_config
@@ -87,8 +91,15 @@ def test_the_model_card_records_provenance_validation_and_the_extra_entries(expo
         assert card["llm"]["fingerprint"] == json.loads(_read(folder / "model.safetensors")[0]["llm"])["fingerprint"]
         assert card["dev_test"] == EXTRA["dev_test"] and card["note"] == EXTRA["note"]
         markdown = (folder / "MODEL_CARD.md").read_text()
-        for fragment in (card["sha256"], head, f"{validation['best_dice']:.4f} at iteration {validation['best_iteration']}",
-                         "validation pairs", f"`{command}`", "| dev_test.dice | 0.8125 |", "| note | figures \\| on held-out pairs |"):
+        for fragment in (
+            card["sha256"],
+            head,
+            f"{validation['best_dice']:.4f} at iteration {validation['best_iteration']}",
+            "validation pairs",
+            f"`{command}`",
+            "| dev_test.dice | 0.8125 |",
+            "| note | figures \\| on held-out pairs |",
+        ):
             assert fragment in markdown, fragment
 
 
@@ -107,16 +118,19 @@ def test_existing_files_are_replaced_only_with_overwrite(capsys, trained_run, tm
     assert "older" not in (tmp_path / "MODEL_CARD.md").read_text() and (tmp_path / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("case, fragment", [
-    ("missing checkpoint", "does not exist"),
-    ("foreign checkpoint", "is not a llamareg checkpoint"),
-    ("extra not JSON", "is not valid JSON"),
-    ("extra a list", "must hold a JSON object"),
-    ("extra replaces a card key", "['sha256'], which the card fills itself"),
-    ("too large", "over the 0.001 MB limit"),
-    ("empty command", "--command is empty"),
-    ("out is a file", "is a file; give a folder"),
-])
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("missing checkpoint", "does not exist"),
+        ("foreign checkpoint", "is not a llamareg checkpoint"),
+        ("extra not JSON", "is not valid JSON"),
+        ("extra a list", "must hold a JSON object"),
+        ("extra replaces a card key", "['sha256'], which the card fills itself"),
+        ("too large", "over the 0.001 MB limit"),
+        ("empty command", "--command is empty"),
+        ("out is a file", "is a file; give a folder"),
+    ],
+)
 def test_bad_inputs_are_refused_before_anything_is_written(capsys, trained_run, tmp_path, case, fragment):
     out, checkpoint, extra = tmp_path / "out", trained_run.checkpoint, tmp_path / "extra.json"
     options = []
@@ -138,7 +152,9 @@ def test_bad_inputs_are_refused_before_anything_is_written(capsys, trained_run, 
     assert not (out / "model.safetensors").exists()
 
 
-@pytest.mark.skipif(not shipped_model_path().is_file(), reason="no model is shipped in llamareg/pretrained yet (llamareg export-pretrained)")
+@pytest.mark.skipif(
+    not shipped_model_path().is_file(), reason="no model is shipped in llamareg/pretrained yet (llamareg export-pretrained)"
+)
 def test_register_without_checkpoint_uses_the_shipped_model(capsys, nifti_pairs, tmp_path):
     entry = nifti_pairs.entries[0]
     argv = ["register", nifti_pairs.folder / entry["fixed"], nifti_pairs.folder / entry["moving"], "--out", tmp_path, "--device", "cpu"]

@@ -25,15 +25,28 @@ def fine_pair(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("options, spacing, shape", [
-    ([], 3.25, [32, 32, 16]),  # the training spacing over the 105 x 75 x 60 mm box: 33 x 24 x 19 voxels, to the nearest 16
-    (["--spacing", "5"], 5.0, [16, 16, 16]),  # 21 x 15 x 12 voxels
-    (["--shape", "48,32,32"], 3.25, [48, 32, 32]),  # pads the box about its centre
-])
+@pytest.mark.parametrize(
+    "options, spacing, shape",
+    [
+        ([], 3.25, [32, 32, 16]),  # the training spacing over the 105 x 75 x 60 mm box: 33 x 24 x 19 voxels, to the nearest 16
+        (["--spacing", "5"], 5.0, [16, 16, 16]),  # 21 x 15 x 12 voxels
+        (["--shape", "48,32,32"], 3.25, [48, 32, 32]),  # pads the box about its centre
+    ],
+)
 def test_the_model_grid_keeps_the_training_spacing_unless_told(checkpoints, fine_pair, tmp_path, options, spacing, shape):
     out = tmp_path / "out"
-    argv = ["register", "--checkpoint", checkpoints / "valid.pt", fine_pair / "fixed.nii.gz", fine_pair / "moving.nii.gz",
-            "--out", out, "--device", "cpu", *options]
+    argv = [
+        "register",
+        "--checkpoint",
+        checkpoints / "valid.pt",
+        fine_pair / "fixed.nii.gz",
+        fine_pair / "moving.nii.gz",
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        *options,
+    ]
     assert main([str(a) for a in argv]) == 0
     record = json.loads((out / "registration.json").read_text())["model_grid"]
     assert record["spacing_mm"] == spacing and record["shape"] == shape

@@ -76,9 +76,26 @@ def test_console_script_single_pair_with_itk_field_and_refinement(trained_checkp
     assert script, "the llamareg console script is not installed in this environment"
     folder = nifti_pairs.folder
     result = subprocess.run(
-        [script, "register", "--checkpoint", str(trained_checkpoint), str(folder / entry["fixed"]), str(folder / entry["moving"]),
-         "--moving-labels", str(folder / entry["moving_labels"]), "--out", str(out), "--itk", "--refine", "5", "--device", "cpu"],
-        capture_output=True, text=True, timeout=300,
+        [
+            script,
+            "register",
+            "--checkpoint",
+            str(trained_checkpoint),
+            str(folder / entry["fixed"]),
+            str(folder / entry["moving"]),
+            "--moving-labels",
+            str(folder / entry["moving_labels"]),
+            "--out",
+            str(out),
+            "--itk",
+            "--refine",
+            "5",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     fixed = _load(folder / entry["fixed"])
@@ -90,7 +107,12 @@ def test_console_script_single_pair_with_itk_field_and_refinement(trained_checkp
     np.testing.assert_array_equal(itk.affine, fixed.affine)
     np.testing.assert_allclose(itk.get_fdata()[:, :, :, 0, :], ras * np.array([-1.0, -1.0, 1.0]))  # LPS
     assert sorted(p.name for p in out.iterdir()) == [
-        "displacement.nii.gz", "displacement_itk.nii.gz", "registration.json", "warped.nii.gz", "warped_labels.nii.gz"]
+        "displacement.nii.gz",
+        "displacement_itk.nii.gz",
+        "registration.json",
+        "warped.nii.gz",
+        "warped_labels.nii.gz",
+    ]
     record = json.loads((out / "registration.json").read_text())["refine"]
     assert record["steps"] == 5 and record["seconds"] > 0
     # Voxels of 2.6 mm or more: twice that is coarser than the 3.25 mm model grid, so one level, at the fixed grid.

@@ -62,8 +62,21 @@ def brains(tmp_path_factory, affine_case):
 
 
 def _register(folder, moving, out, *options):
-    assert main(["register", str(folder / "fixed.nii.gz"), str(folder / f"{moving}.nii.gz"), "--moving-labels",
-                 str(folder / f"{moving}_labels.nii.gz"), "--out", str(out), *options]) == 0
+    assert (
+        main(
+            [
+                "register",
+                str(folder / "fixed.nii.gz"),
+                str(folder / f"{moving}.nii.gz"),
+                "--moving-labels",
+                str(folder / f"{moving}_labels.nii.gz"),
+                "--out",
+                str(out),
+                *options,
+            ]
+        )
+        == 0
+    )
     return np.asarray(nibabel.load(out / "warped_labels.nii.gz").dataobj)
 
 
@@ -94,8 +107,21 @@ def test_warp_reproduces_register_and_inverts_it(brains, tmp_path):
         np.testing.assert_array_equal(np.asarray(again.dataobj), np.asarray(written.dataobj))
         np.testing.assert_array_equal(again.affine, written.affine)
     # The other way: the fixed labels onto the moving grid match the moving labels as well as forward does.
-    assert main(["warp", str(folder / "fixed_labels.nii.gz"), "--registration", str(out), "--inverse", "--labels",
-                 "--out", str(tmp_path / "fixed_on_moving.nii.gz")]) == 0
+    assert (
+        main(
+            [
+                "warp",
+                str(folder / "fixed_labels.nii.gz"),
+                "--registration",
+                str(out),
+                "--inverse",
+                "--labels",
+                "--out",
+                str(tmp_path / "fixed_on_moving.nii.gz"),
+            ]
+        )
+        == 0
+    )
     moving_labels = np.asarray(nibabel.load(folder / "resampled_labels.nii.gz").dataobj)
     backward = np.asarray(nibabel.load(tmp_path / "fixed_on_moving.nii.gz").dataobj)
     forward = mean_dice(np.asarray(nibabel.load(out / "warped_labels.nii.gz").dataobj), labels)
@@ -112,14 +138,41 @@ def test_warp_applies_an_itk_affine_alone_and_checks_its_inputs(brains, tmp_path
 
     write_itk_affine(truth, tmp_path / "truth.txt")
     out = tmp_path / "aligned.nii.gz"
-    assert main(["warp", str(folder / "by_header_labels.nii.gz"), "--affine", str(tmp_path / "truth.txt"), "--labels",
-                 "--reference", str(folder / "fixed.nii.gz"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "warp",
+                str(folder / "by_header_labels.nii.gz"),
+                "--affine",
+                str(tmp_path / "truth.txt"),
+                "--labels",
+                "--reference",
+                str(folder / "fixed.nii.gz"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     fixed_labels = np.asarray(nibabel.load(folder / "fixed_labels.nii.gz").dataobj)
     assert mean_dice(np.asarray(nibabel.load(out).dataobj), fixed_labels) > 0.99  # the header move undone exactly
     capsys.readouterr()
     assert main(["warp", str(folder / "fixed.nii.gz"), "--affine", str(tmp_path / "truth.txt"), "--out", str(tmp_path / "x.nii.gz")]) == 2
     assert "--affine alone needs --reference FIXED" in capsys.readouterr().err
-    assert main(["warp", str(folder / "fixed.nii.gz"), "--affine", str(tmp_path / "truth.txt"), "--reference",
-                 str(folder / "fixed.nii.gz"), "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "warp",
+                str(folder / "fixed.nii.gz"),
+                "--affine",
+                str(tmp_path / "truth.txt"),
+                "--reference",
+                str(folder / "fixed.nii.gz"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "already exists" in capsys.readouterr().err
     assert not (tmp_path / "x.nii.gz").exists()

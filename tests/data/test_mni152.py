@@ -59,8 +59,6 @@ def test_shape_not_divisible_by_16_is_refused(shape):
 
 def test_missing_nilearn_names_the_install_command(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        mni152.importlib.util, "find_spec", lambda name, *args: None if name == "nilearn" else real_find_spec(name, *args)
-    )
+    monkeypatch.setattr(mni152.importlib.util, "find_spec", lambda name, *args: None if name == "nilearn" else real_find_spec(name, *args))
     with pytest.raises(FileNotFoundError, match="pip install --no-deps nilearn"):
         load_mni152()

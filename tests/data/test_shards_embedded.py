@@ -18,11 +18,21 @@ TEMPLATE = ("data.source=template", "train.flow_weight=0")  # the data export_em
 def test_embedded_shards_hold_the_embedded_volumes(tiny_config, tmp_path):
     config = tiny_config(*TEMPLATE)
     manifest = export_embedded(config, tmp_path / "shards", shard_mb=0.2)
-    assert manifest["counts"] == {"subjects": 7, "train": 4, "val": 3, "test": 0, "val_pairs": 2, "test_pairs": 0, "shards": 4,
-                                  "skipped": 0}
+    assert manifest["counts"] == {
+        "subjects": 7,
+        "train": 4,
+        "val": 3,
+        "test": 0,
+        "val_pairs": 2,
+        "test_pairs": 0,
+        "shards": 4,
+        "skipped": 0,
+    }
     assert manifest["pairs"] == {"val": "val_pairs.json"}  # its test set is the MNI152 dev-test, not stored here
     assert manifest["shape"] == [32, 32, 32] and manifest["label_ids"] == [0, 1, 2]
-    train, val = build_embedded_volumes((32, 32, 32), 4, 3, seed=0, max_displacement=config.data.max_displacement, control_spacing=12, spacing_mm=3.25)
+    train, val = build_embedded_volumes(
+        (32, 32, 32), 4, 3, seed=0, max_displacement=config.data.max_displacement, control_spacing=12, spacing_mm=3.25
+    )
     shards = ShardSet(tmp_path / "shards")
     stored = shards.load(volume.name for volume in train + val)
     for volume in train + val:
@@ -42,7 +52,7 @@ def test_shards_validate_on_exactly_the_embedded_pairs(tiny_config, tmp_path):
     for index in range(2):
         for key in ("moving", "fixed", "moving_labels", "fixed_labels", "moving_name", "fixed_name"):
             a, b = shard_val[index][key], embedded_val[index][key]
-            assert (torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b), key
+            assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, key
 
 
 def test_train_and_resume_from_embedded_shards(tiny_config, tmp_path):

@@ -45,19 +45,24 @@ def test_pairs_by_role(tmp_path):
         without_test.pairs("test")
 
 
-@pytest.mark.parametrize("val_pairs, test_pairs, message", [
-    ([], None, "no validation pair is left"),
-    ([("v0", "x1")], None, "validation pair names .*x1.nii.gz, which is not a stored validation subject"),
-    ([("v0", "v1")], [], "no test pair is left"),
-    ([("v0", "v1")], [("x0", "v1")], "test pair names .*v1.nii.gz, which is not a stored test subject"),
-])
+@pytest.mark.parametrize(
+    "val_pairs, test_pairs, message",
+    [
+        ([], None, "no validation pair is left"),
+        ([("v0", "x1")], None, "validation pair names .*x1.nii.gz, which is not a stored validation subject"),
+        ([("v0", "v1")], [], "no test pair is left"),
+        ([("v0", "v1")], [("x0", "v1")], "test pair names .*v1.nii.gz, which is not a stored test subject"),
+    ],
+)
 def test_each_role_pairs_only_its_own_subjects(val_pairs, test_pairs, message, tmp_path):
     out = tmp_path / "shards"
     writer = ShardSetWriter(out)
     for key, split in (("t0", "train"), ("t1", "train"), ("v0", "val"), ("v1", "val"), ("x0", "test"), ("x1", "test")):
         writer.add(key, split, np.zeros(SHAPE, np.float32), np.zeros(SHAPE, np.int64), np.eye(4), {"image": out / f"{key}.nii.gz"})
     with pytest.raises(ValueError, match=message):
-        writer.finish([pair(out, *keys) for keys in val_pairs], None if test_pairs is None else [pair(out, *keys) for keys in test_pairs], {})
+        writer.finish(
+            [pair(out, *keys) for keys in val_pairs], None if test_pairs is None else [pair(out, *keys) for keys in test_pairs], {}
+        )
 
 
 def name_and_worker(volume):
@@ -172,14 +177,22 @@ def npy(array, **kwargs):
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("member, data, message", [
-    ("image.npy", b"\x93NUMPY garbage", "member image.npy is not a plain .npy array"),
-    ("labels.npy", npy(np.array([{"a": 1}], dtype=object), allow_pickle=True), "member labels.npy is not a plain .npy array"),
-    ("image.npy", npy(np.full(SHAPE, np.nan, np.float32)), "image holds NaN or infinite values"),
-    ("image.npy", npy(np.zeros((15, 16, 16), np.float32)), r"image is float32 \(15, 16, 16\) but the manifest says float32 \(16, 16, 16\)"),
-    ("labels.npy", npy(np.zeros(SHAPE, np.float32)), "labels are float32"),
-    ("meta.json", b"{not json", "meta.json is not valid metadata"),
-], ids=["garbage", "pickle", "nan", "shape", "float-labels", "meta"])
+@pytest.mark.parametrize(
+    "member, data, message",
+    [
+        ("image.npy", b"\x93NUMPY garbage", "member image.npy is not a plain .npy array"),
+        ("labels.npy", npy(np.array([{"a": 1}], dtype=object), allow_pickle=True), "member labels.npy is not a plain .npy array"),
+        ("image.npy", npy(np.full(SHAPE, np.nan, np.float32)), "image holds NaN or infinite values"),
+        (
+            "image.npy",
+            npy(np.zeros((15, 16, 16), np.float32)),
+            r"image is float32 \(15, 16, 16\) but the manifest says float32 \(16, 16, 16\)",
+        ),
+        ("labels.npy", npy(np.zeros(SHAPE, np.float32)), "labels are float32"),
+        ("meta.json", b"{not json", "meta.json is not valid metadata"),
+    ],
+    ids=["garbage", "pickle", "nan", "shape", "float-labels", "meta"],
+)
 def test_corrupt_member_is_named_never_a_wrong_sample(member, data, message, tmp_path):
     out = write_shards(tmp_path / "shards")
     shard = out / "train-000001.tar"

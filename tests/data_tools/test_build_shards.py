@@ -75,12 +75,14 @@ def test_learn2reg_registration_val_is_the_test_set(make_dataset, build_shards_c
     assert shards.keys("val") == ["OASIS_0003_0000", "OASIS_0004_0000"]
     assert shards.pairs("val") == [("OASIS_0003_0000", "OASIS_0004_0000"), ("OASIS_0004_0000", "OASIS_0003_0000")]
     written = json.loads((out / "test_pairs.json").read_text())
-    assert written == [{
-        "fixed": str(source.parent / "imagesTr" / "OASIS_0006_0000.nii.gz"),
-        "moving": str(source.parent / "imagesTr" / "OASIS_0005_0000.nii.gz"),
-        "fixed_labels": str(source.parent / "labelsTr" / "OASIS_0006_0000.nii.gz"),
-        "moving_labels": str(source.parent / "labelsTr" / "OASIS_0005_0000.nii.gz"),
-    }]
+    assert written == [
+        {
+            "fixed": str(source.parent / "imagesTr" / "OASIS_0006_0000.nii.gz"),
+            "moving": str(source.parent / "imagesTr" / "OASIS_0005_0000.nii.gz"),
+            "fixed_labels": str(source.parent / "labelsTr" / "OASIS_0006_0000.nii.gz"),
+            "moving_labels": str(source.parent / "labelsTr" / "OASIS_0005_0000.nii.gz"),
+        }
+    ]
     splits = {s["key"]: s["split"] for s in json.loads((out / "manifest.json").read_text())["subjects"]}
     assert [key for key, split in splits.items() if split == "test"] == ["OASIS_0005_0000", "OASIS_0006_0000"]
     assert [key for key, split in splits.items() if split == "train"] == ["OASIS_0001_0000", "OASIS_0002_0000"]
@@ -89,7 +91,12 @@ def test_learn2reg_registration_val_is_the_test_set(make_dataset, build_shards_c
 def test_oai_masks_merge_and_eval_labels_are_written(make_dataset, build_shards_cli, tmp_path, tools):
     layout, source = make_dataset("oai")
     out = tmp_path / "shards"
-    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--orientation", "none", "--clip-percentiles", "0", "100"]) == 0
+    assert (
+        build_shards_cli(
+            ["--layout", layout, "--input", str(source), "--out", str(out), "--orientation", "none", "--clip-percentiles", "0", "100"]
+        )
+        == 0
+    )
     assert read_pair_list(out / "val_pairs.json")[0]["fixed_labels"].parent == out / "labels"
     pair = read_pair_list(out / "test_pairs.json")[0]
     assert pair["fixed_labels"].parent == out / "labels"  # merged masks, one file per validation and test knee
@@ -107,15 +114,44 @@ def test_preprocessing_options_are_applied(make_dataset, build_shards_cli, tmp_p
     table = tmp_path / "labels.json"
     table.write_text(json.dumps({"1": 1, "3": 2}))
     out = tmp_path / "shards"
-    args = ["--layout", layout, "--input", str(source), "--out", str(out), "--spacing", "3", "--shape", "16", "16", "16",
-            "--label-map", str(table), "--test-subjects", "2", "--num-test-pairs", "2", "--val-subjects", "2", "--num-val-pairs", "1",
-            "--clip-percentiles", "1", "99"]
+    args = [
+        "--layout",
+        layout,
+        "--input",
+        str(source),
+        "--out",
+        str(out),
+        "--spacing",
+        "3",
+        "--shape",
+        "16",
+        "16",
+        "16",
+        "--label-map",
+        str(table),
+        "--test-subjects",
+        "2",
+        "--num-test-pairs",
+        "2",
+        "--val-subjects",
+        "2",
+        "--num-val-pairs",
+        "1",
+        "--clip-percentiles",
+        "1",
+        "99",
+    ]
     assert build_shards_cli(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["shape"] == [16, 16, 16] and manifest["spacing_mm"] == [3.0, 3.0, 3.0]
     assert manifest["label_ids"] == [0, 1, 2]  # 2 dropped, 3 -> 2
-    assert manifest["preprocessing"] == {"orientation": "RAS", "spacing_mm": [3.0, 3.0, 3.0], "shape": [16, 16, 16],
-                                         "clip_percentiles": [1.0, 99.0], "label_map": {"1": 1, "3": 2}}
+    assert manifest["preprocessing"] == {
+        "orientation": "RAS",
+        "spacing_mm": [3.0, 3.0, 3.0],
+        "shape": [16, 16, 16],
+        "clip_percentiles": [1.0, 99.0],
+        "label_map": {"1": 1, "3": 2},
+    }
     assert [s["key"] for s in manifest["subjects"] if s["split"] == "test"] == ["case4", "case5"]  # the last keys held out
     assert [s["key"] for s in manifest["subjects"] if s["split"] == "val"] == ["case2", "case3"]  # then the last training keys
     assert ShardSet(out).pairs("test") == [("case4", "case5"), ("case5", "case4")]
@@ -137,8 +173,18 @@ def test_csv_split_column_decides_the_three_roles(make_dataset, build_shards_cli
 def test_test_pairs_option_replaces_the_test_split(make_dataset, build_shards_cli, tmp_path):
     layout, source = make_dataset("folder")
     pair_list = tmp_path / "pairs.json"
-    pair_list.write_text(json.dumps([{"fixed": "folder/images/case0.nii.gz", "moving": "folder/images/case1.nii.gz",
-                                      "fixed_labels": "folder/labels/case0.nii.gz", "moving_labels": "folder/labels/case1.nii.gz"}]))
+    pair_list.write_text(
+        json.dumps(
+            [
+                {
+                    "fixed": "folder/images/case0.nii.gz",
+                    "moving": "folder/images/case1.nii.gz",
+                    "fixed_labels": "folder/labels/case0.nii.gz",
+                    "moving_labels": "folder/labels/case1.nii.gz",
+                }
+            ]
+        )
+    )
     out = tmp_path / "shards"
     assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(out), "--test-pairs", str(pair_list)]) == 0
     assert ShardSet(out).pairs("test") == [("case1", "case0")]
@@ -180,7 +226,10 @@ def test_a_missing_label_file_is_an_error_unless_skipped(make_dataset, build_sha
     args = ["--layout", layout, "--input", str(source), "--out", str(out), "--shape", "32", "32", "32"]
     assert build_shards_cli(args) == 2
     error = capsys.readouterr().err.strip()
-    assert error == f"error: {source / 'images' / 'case1.nii.gz'} has no label map, though other subjects have one; add it, or pass --skip-bad to leave the subject out"
+    assert (
+        error == f"error: {source / 'images' / 'case1.nii.gz'} has no label map, though other subjects have one; add it, "
+        "or pass --skip-bad to leave the subject out"
+    )
     assert not out.exists()
     assert build_shards_cli([*args, "--skip-bad"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
@@ -262,16 +311,19 @@ def test_existing_output_needs_overwrite(make_dataset, build_shards_cli, tmp_pat
     assert (out / "notes.txt").read_text() == "mine"  # only the build's own files are replaced
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--shape", "30", "32", "32"], "--shape must be three positive sizes divisible by 16"),
-    (["--orientation", "RAX"], "--orientation must be three axis codes"),
-    (["--clip-percentiles", "99", "1"], "--clip-percentiles must satisfy"),
-    (["--spacing", "1", "2"], "--spacing takes one or three values"),
-    (["--test-subjects", "9"], "--test-subjects must be between 2 and 2 for 6 subjects"),
-    (["--val-subjects", "3"], "--val-subjects must be between 2 and 2 for 4 training subjects"),
-    (["--num-val-pairs", "3"], "--num-val-pairs must be between 1 and 2 for 2 validation subjects, got 3"),
-    (["--num-test-pairs", "0"], "--num-test-pairs must be between 1 and 2 for 2 test subjects, got 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shape", "30", "32", "32"], "--shape must be three positive sizes divisible by 16"),
+        (["--orientation", "RAX"], "--orientation must be three axis codes"),
+        (["--clip-percentiles", "99", "1"], "--clip-percentiles must satisfy"),
+        (["--spacing", "1", "2"], "--spacing takes one or three values"),
+        (["--test-subjects", "9"], "--test-subjects must be between 2 and 2 for 6 subjects"),
+        (["--val-subjects", "3"], "--val-subjects must be between 2 and 2 for 4 training subjects"),
+        (["--num-val-pairs", "3"], "--num-val-pairs must be between 1 and 2 for 2 validation subjects, got 3"),
+        (["--num-test-pairs", "0"], "--num-test-pairs must be between 1 and 2 for 2 test subjects, got 0"),
+    ],
+)
 def test_bad_options_are_one_line_errors(args, message, make_dataset, build_shards_cli, tmp_path, capsys):
     layout, source = make_dataset("folder")
     assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(tmp_path / "s"), *args]) == 2
@@ -283,12 +335,15 @@ def test_split_options_that_do_not_apply_are_one_line_errors(make_dataset, build
     layout, source = make_dataset("learn2reg")
     assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(tmp_path / "s"), "--test-subjects", "2"]) == 2
     error = capsys.readouterr().err.strip()
-    assert error == ("error: --test-subjects/--num-test-pairs apply only to datasets without their own test pairs; "
-                     "this one has them (learn2reg registration_val or --test-pairs)")
+    assert error == (
+        "error: --test-subjects/--num-test-pairs apply only to datasets without their own test pairs; "
+        "this one has them (learn2reg registration_val or --test-pairs)"
+    )
     layout, source = make_dataset("csv")
     assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(tmp_path / "s"), "--val-subjects", "2"]) == 2
-    assert capsys.readouterr().err.strip() == ("error: --val-subjects cannot be combined with a dataset whose split column marks "
-                                               "validation subjects")
+    assert capsys.readouterr().err.strip() == (
+        "error: --val-subjects cannot be combined with a dataset whose split column marks validation subjects"
+    )
     assert build_shards_cli(["--layout", "embedded", "--out", str(tmp_path / "e"), "--num-val-pairs", "2"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: --num-val-pairs applies to dataset layouts; --layout embedded takes")
     assert not (tmp_path / "s").exists() and not (tmp_path / "e").exists()
@@ -325,8 +380,25 @@ def test_align_to_puts_every_subject_on_the_reference_grid(build_shards_cli, too
         tools.save(tmp_path / "data" / "images" / f"case{index}.nii.gz", image, move @ tools.lps_affine)
         tools.save(tmp_path / "data" / "labels" / f"case{index}.nii.gz", labels, move @ tools.lps_affine)
     out = tmp_path / "shards"
-    assert build_shards_cli(["--layout", "folder", "--input", str(tmp_path / "data"), "--out", str(out), "--shape", "32", "32", "32",
-                             "--align-to", str(reference)]) == 0
+    assert (
+        build_shards_cli(
+            [
+                "--layout",
+                "folder",
+                "--input",
+                str(tmp_path / "data"),
+                "--out",
+                str(out),
+                "--shape",
+                "32",
+                "32",
+                "32",
+                "--align-to",
+                str(reference),
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["align_to"] == {"reference": str(reference.resolve()), "rigid": False}
     assert all("prealignment" in subject for subject in manifest["subjects"])
@@ -338,5 +410,4 @@ def test_align_to_puts_every_subject_on_the_reference_grid(build_shards_cli, too
             np.testing.assert_allclose(aligned.affine, tools.lps_affine, atol=1e-5)
             found = np.asarray(aligned.dataobj)
             assert np.mean([2 * np.sum((found == k) & (labels == k)) / (np.sum(found == k) + np.sum(labels == k)) for k in (1, 2, 3)]) > 0.9
-    assert build_shards_cli(["--layout", "folder", "--input", str(tmp_path / "data"), "--out", str(tmp_path / "rigid"),
-                             "--rigid"]) == 2
+    assert build_shards_cli(["--layout", "folder", "--input", str(tmp_path / "data"), "--out", str(tmp_path / "rigid"), "--rigid"]) == 2

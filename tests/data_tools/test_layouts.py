@@ -74,14 +74,17 @@ def test_train_val_and_test_subjects_are_disjoint(kind, make_dataset):
         assert [s.key for s in plan.val] == ["OASIS_0003_0000", "OASIS_0004_0000"]
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"test_subjects": 5}, "--test-subjects must be between 2 and 4 for 8 subjects (2 to validate and 2 to train must remain), got 5"),
-    ({"test_subjects": 1}, "--test-subjects must be between 2 and 4"),
-    ({"val_subjects": 5}, "--val-subjects must be between 2 and 4 for 6 training subjects (6 labelled; 2 must remain to train), got 5"),
-    ({"test_subjects": 4, "val_subjects": 3}, "--val-subjects must be between 2 and 2 for 4 training subjects"),
-    ({"num_val_pairs": 3}, "--num-val-pairs must be between 1 and 2 for 2 validation subjects, got 3"),
-    ({"num_test_pairs": 0}, "--num-test-pairs must be between 1 and 2 for 2 test subjects, got 0"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"test_subjects": 5}, "--test-subjects must be between 2 and 4 for 8 subjects (2 to validate and 2 to train must remain), got 5"),
+        ({"test_subjects": 1}, "--test-subjects must be between 2 and 4"),
+        ({"val_subjects": 5}, "--val-subjects must be between 2 and 4 for 6 training subjects (6 labelled; 2 must remain to train), got 5"),
+        ({"test_subjects": 4, "val_subjects": 3}, "--val-subjects must be between 2 and 2 for 4 training subjects"),
+        ({"num_val_pairs": 3}, "--num-val-pairs must be between 1 and 2 for 2 validation subjects, got 3"),
+        ({"num_test_pairs": 0}, "--num-test-pairs must be between 1 and 2 for 2 test subjects, got 0"),
+    ],
+)
 def test_split_options_that_do_not_fit_name_the_option(options, message, make_dataset):
     _, folder = make_dataset("folder", count=8)
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -90,23 +93,37 @@ def test_split_options_that_do_not_fit_name_the_option(options, message, make_da
 
 def test_too_few_subjects_for_three_roles(make_dataset):
     _, folder = make_dataset("folder", count=5)
-    with pytest.raises(ValueError, match=r"^5 subjects are too few to hold out 2 test subjects \(--test-subjects\) and keep 2 to validate "
-                                         r"and 2 to train; add subjects$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^5 subjects are too few to hold out 2 test subjects \(--test-subjects\) and keep 2 to validate "
+        r"and 2 to train; add subjects$",
+    ):
         plan_split(discover("folder", folder))
 
 
 def test_pair_list_marks_test_subjects(make_dataset, tmp_path):
     _, folder = make_dataset("folder")
     pairs = tmp_path / "pairs.json"
-    pairs.write_text(json.dumps([{"fixed": str(folder / "images" / "case2.nii.gz"), "moving": "folder/images/case3.nii.gz",
-                                  "fixed_labels": "x", "moving_labels": "y"}]))
+    pairs.write_text(
+        json.dumps(
+            [
+                {
+                    "fixed": str(folder / "images" / "case2.nii.gz"),
+                    "moving": "folder/images/case3.nii.gz",
+                    "fixed_labels": "x",
+                    "moving_labels": "y",
+                }
+            ]
+        )
+    )
     dataset = apply_pair_list(discover("folder", folder), pairs)
     assert dataset.test_pairs == [("case3", "case2")]
     assert [s.key for s in dataset.subjects if s.split == "test"] == ["case2", "case3"]
     with pytest.raises(ValueError, match="--test-subjects/--num-test-pairs apply only to datasets without their own test pairs"):
         plan_split(dataset, test_subjects=2)
-    pairs.write_text(json.dumps([{"fixed": "elsewhere.nii.gz", "moving": "folder/images/case3.nii.gz", "fixed_labels": "x",
-                                  "moving_labels": "y"}]))
+    pairs.write_text(
+        json.dumps([{"fixed": "elsewhere.nii.gz", "moving": "folder/images/case3.nii.gz", "fixed_labels": "x", "moving_labels": "y"}])
+    )
     with pytest.raises(ValueError, match="elsewhere.nii.gz, which is not an image of the dataset"):
         apply_pair_list(discover("folder", folder), pairs)
 

@@ -73,8 +73,9 @@ def test_shape_planning_and_full_pipeline(tools):
     assert planned_shape((20, 22, 18), tools.lps_affine, options) == (10, 11, 9)
     assert fitting_shape([(10, 11, 9), (17, 3, 16)]) == (32, 16, 16)
     image, labels = tools.subject_arrays(0)
-    out_image, out_labels, affine = preprocess_subject(image.astype(np.float32), labels.astype(np.int64), tools.lps_affine,
-                                                       Preprocessing(shape=(32, 32, 32)))
+    out_image, out_labels, affine = preprocess_subject(
+        image.astype(np.float32), labels.astype(np.int64), tools.lps_affine, Preprocessing(shape=(32, 32, 32))
+    )
     assert out_image.shape == out_labels.shape == (32, 32, 32) and out_labels.dtype == np.int64
     assert 0 <= out_image.min() and out_image.max() <= 1
     # Label 2's centre of mass stays at the same world position through reorientation and padding.
@@ -83,13 +84,16 @@ def test_shape_planning_and_full_pipeline(tools):
     assert np.allclose(before, after)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"shape": (32, 32, 30)}, "divisible by 16"),
-    ({"orientation": "RRS"}, "three axis codes"),
-    ({"spacing_mm": (1.0, 0.0, 1.0)}, "positive"),
-    ({"clip_percentiles": (5.0, 5.0)}, "LOW < HIGH"),
-    ({"label_map": {1: -1}}, ">= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"shape": (32, 32, 30)}, "divisible by 16"),
+        ({"orientation": "RRS"}, "three axis codes"),
+        ({"spacing_mm": (1.0, 0.0, 1.0)}, "positive"),
+        ({"clip_percentiles": (5.0, 5.0)}, "LOW < HIGH"),
+        ({"label_map": {1: -1}}, ">= 0"),
+    ],
+)
 def test_options_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Preprocessing(**kwargs)

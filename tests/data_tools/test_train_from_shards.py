@@ -30,8 +30,12 @@ def test_train_from_shards(kind, workers, make_dataset, build_shards_cli, tiny_c
 def test_training_validates_on_the_val_pairs_and_never_reads_a_test_subject(make_dataset, build_shards_cli, tiny_config, tmp_path):
     layout, source = make_dataset("learn2reg", count=8)
     shards = tmp_path / "shards"
-    assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(shards), "--shape", "32", "32", "32",
-                             "--val-subjects", "3"]) == 0
+    assert (
+        build_shards_cli(
+            ["--layout", layout, "--input", str(source), "--out", str(shards), "--shape", "32", "32", "32", "--val-subjects", "3"]
+        )
+        == 0
+    )
     stored = ShardSet(shards)
     train, val = build_pair_datasets(tiny_config(f"data.source={shards}", "data.num_val_pairs=2"))
     names = [(val[index]["moving_name"], val[index]["fixed_name"]) for index in range(len(val))]
@@ -53,7 +57,9 @@ def test_shard_source_errors(make_dataset, build_shards_cli, tiny_config, tmp_pa
     layout, source = make_dataset("folder")
     shards = tmp_path / "shards"
     assert build_shards_cli(["--layout", layout, "--input", str(source), "--out", str(shards), "--shape", "48", "32", "32"]) == 0
-    with pytest.raises(ValueError, match=r"holds volumes of shape \[48, 32, 32\] but data.shape is \[32, 32, 32\]; set data.shape=\[48,32,32\]"):
+    with pytest.raises(
+        ValueError, match=r"holds volumes of shape \[48, 32, 32\] but data.shape is \[32, 32, 32\]; set data.shape=\[48,32,32\]"
+    ):
         build_pair_datasets(tiny_config(f"data.source={shards}"))
     # A preset names the layout of its shards (paper-brain-oasis: learn2reg): folder shards are refused.
     with pytest.raises(ValueError, match="was built with --layout folder but this config .data.shard_layout. expects learn2reg"):

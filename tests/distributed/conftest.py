@@ -27,9 +27,17 @@ def launch():
     def run(script, *args, ranks=2):
         environment = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "TORCH_EXTENSIONS_DIR": str(EXTENSIONS)}
         launcher = Path(sys.executable).parent / "deepspeed"
-        command = [str(launcher), "--num_nodes", "1", "--num_accelerators", str(ranks), "--master_port", str(_free_port()),
-                   script, *map(str, args)]
-        return subprocess.run(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=900)
+        command = [
+            str(launcher),
+            "--num_nodes",
+            "1",
+            "--num_accelerators",
+            str(ranks),
+            "--master_port",
+            str(_free_port()),
+            script,
+            *map(str, args),
+        ]
+        return subprocess.run(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
 
     return run

@@ -2,9 +2,9 @@
 
 Trains a tiny LLaMA-Reg around the real pretrained SmolLM2 layer for 2 iterations, reopens the
 checkpoint in a fresh engine and trains to 4, then writes what the tests check to
-``<out>/rank<r>.json``: losses, the objective on held-out pairs before and after, a checksum of the trainable weights (gathered under ZeRO-3) right
-after saving and right after resuming and at the end, whether the frozen LLM weights still equal
-the source's, and the per-rank element counts of the frozen LLM parameters.
+``<out>/rank<r>.json``: losses, the objective on held-out pairs before and after, a checksum of
+the trainable weights (gathered under ZeRO-3) right after saving and right after resuming and at
+the end, whether the frozen LLM weights still equal the source's, and the per-rank element counts of the frozen LLM parameters.
 """
 
 import argparse
@@ -24,9 +24,19 @@ from llamareg.llm import load_llama_layers  # noqa: E402
 from llamareg.models import build_model  # noqa: E402
 from llamareg.training.trainer import Trainer  # noqa: E402
 
-TINY = ["data.shape=[32, 32, 32]", "data.num_train_subjects=4", "data.num_val_subjects=3", "data.num_val_pairs=3",
-        "model.base_channels=4", "model.adapter_width=32", "model.inner_adapter_width=32", "train.val_every=2",
-        "train.log_every=1", "tracking.enabled=false", "train.lr=2e-3"]
+TINY = [
+    "data.shape=[32, 32, 32]",
+    "data.num_train_subjects=4",
+    "data.num_val_subjects=3",
+    "data.num_val_pairs=3",
+    "model.base_channels=4",
+    "model.adapter_width=32",
+    "model.inner_adapter_width=32",
+    "train.val_every=2",
+    "train.log_every=1",
+    "tracking.enabled=false",
+    "train.lr=2e-3",
+]
 
 
 def checksum(state):
@@ -73,12 +83,12 @@ def main():
     ds_config, base = load_deepspeed_config(args.ds, base, context.world_size)
     report = {"rank": context.rank, "precision": base.train.precision}
     for phase, iterations in (("first", 2), ("resumed", 4)):
-        config = load_config("cpu-default", [*TINY, f"train.out={args.out}", f"train.max_iters={iterations}",
-                                             f"train.precision={base.train.precision}"])
+        config = load_config(
+            "cpu-default", [*TINY, f"train.out={args.out}", f"train.max_iters={iterations}", f"train.precision={base.train.precision}"]
+        )
         torch.manual_seed(0)
         model = build_model(config)
-        train_pairs, val_pairs = build_pair_datasets(
-            load_config("cpu-default", [*TINY, f"train.max_iters={4 * context.world_size}"]))
+        train_pairs, val_pairs = build_pair_datasets(load_config("cpu-default", [*TINY, f"train.max_iters={4 * context.world_size}"]))
         trainer = Trainer(config, model, train_pairs, val_pairs, ds_config=ds_config, context=context)
         if phase == "first":
             report["held_out_loss_before"] = held_out_loss(trainer, val_pairs)

@@ -6,8 +6,16 @@ from llamareg.config import config_from_dict
 from llamareg.models import build_model
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
 
-TINY = ["data.shape=[32, 32, 32]", "data.num_train_subjects=4", "data.num_val_subjects=3", "data.num_val_pairs=3",
-        "train.val_every=2", "train.log_every=1", "tracking.enabled=false", "train.step_iters=[2, 1, 2, 1, 2]"]
+TINY = [
+    "data.shape=[32, 32, 32]",
+    "data.num_train_subjects=4",
+    "data.num_val_subjects=3",
+    "data.num_val_pairs=3",
+    "train.val_every=2",
+    "train.log_every=1",
+    "tracking.enabled=false",
+    "train.step_iters=[2, 1, 2, 1, 2]",
+]
 
 
 def test_lapirn_schedule_trains_under_deepspeed_and_exports_a_loadable_model(launch, tmp_path):

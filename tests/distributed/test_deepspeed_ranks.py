@@ -9,9 +9,18 @@ from llamareg.config import load_config
 from llamareg.models import build_model
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
 
-TINY = ["data.shape=[32, 32, 32]", "data.num_train_subjects=4", "data.num_val_subjects=3", "data.num_val_pairs=3",
-        "model.base_channels=4", "model.adapter_width=32", "model.inner_adapter_width=32", "train.val_every=2",
-        "train.log_every=1", "tracking.enabled=false"]
+TINY = [
+    "data.shape=[32, 32, 32]",
+    "data.num_train_subjects=4",
+    "data.num_val_subjects=3",
+    "data.num_val_pairs=3",
+    "model.base_channels=4",
+    "model.adapter_width=32",
+    "model.inner_adapter_width=32",
+    "train.val_every=2",
+    "train.log_every=1",
+    "tracking.enabled=false",
+]
 
 
 def _tail(process):

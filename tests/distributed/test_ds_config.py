@@ -25,14 +25,17 @@ def test_auto_values_are_filled_from_the_training_config(tmp_path):
     assert resolved.train.precision == "bf16"
 
 
-@pytest.mark.parametrize("settings, overrides, message", [
-    ({"train_micro_batch_size_per_gpu": 2}, [], r"sets train_micro_batch_size_per_gpu=2 but train.batch_size=1"),
-    ({"gradient_accumulation_steps": 4}, [], r"gradient_accumulation_steps=4 but train.grad_accumulation=1"),
-    ({"train_batch_size": 8}, [], r"train_batch_size=8 but train.batch_size x train.grad_accumulation x 2 ranks=2"),
-    ({"bf16": {"enabled": True}}, ["train.precision=fp32"], r"trains in bf16 but train.precision=fp32"),
-    ({"optimizer": {"type": "Adam", "params": {"lr": 0.1}}}, [], r"sets lr=0.1 but train.lr=0.0003"),
-    ({"zero_optimization": {"stage": 5}}, [], r"zero_optimization.stage=5"),
-])
+@pytest.mark.parametrize(
+    "settings, overrides, message",
+    [
+        ({"train_micro_batch_size_per_gpu": 2}, [], r"sets train_micro_batch_size_per_gpu=2 but train.batch_size=1"),
+        ({"gradient_accumulation_steps": 4}, [], r"gradient_accumulation_steps=4 but train.grad_accumulation=1"),
+        ({"train_batch_size": 8}, [], r"train_batch_size=8 but train.batch_size x train.grad_accumulation x 2 ranks=2"),
+        ({"bf16": {"enabled": True}}, ["train.precision=fp32"], r"trains in bf16 but train.precision=fp32"),
+        ({"optimizer": {"type": "Adam", "params": {"lr": 0.1}}}, [], r"sets lr=0.1 but train.lr=0.0003"),
+        ({"zero_optimization": {"stage": 5}}, [], r"zero_optimization.stage=5"),
+    ],
+)
 def test_contradictions_are_one_line_errors_naming_the_file(tmp_path, settings, overrides, message):
     path = _write(tmp_path, **settings)
     with pytest.raises(ValueError, match=message) as error:
@@ -56,15 +59,23 @@ def test_shipped_configs_resolve_on_the_cpu_never_to_fp16(monkeypatch, caplog, b
     monkeypatch.setattr("llamareg.distributed.ds_config.cpu_has_bf16_units", lambda: bf16_units)
     auto = "bf16" if bf16_units else "fp32"
     config = load_config("cpu-default")
-    for name, precision, fp16 in (("zero2", auto, True), ("zero3", auto, True), ("zero2-bf16", "bf16", False),
-                                  ("zero3-bf16", "bf16", False), ("zero2-offload", auto, True)):
+    for name, precision, fp16 in (
+        ("zero2", auto, True),
+        ("zero3", auto, True),
+        ("zero2-bf16", "bf16", False),
+        ("zero3-bf16", "bf16", False),
+        ("zero2-offload", auto, True),
+    ):
         caplog.clear()
         ds, resolved = load_deepspeed_config(f"ds_configs/{name}.json", config, 2)
         assert resolved.train.precision == precision and "fp16" not in ds
         assert ds["train_batch_size"] == 2
         warned = [record.getMessage() for record in caplog.records]
-        assert warned == ([f"--ds ds_configs/{name}.json: fp16 is for GPUs; on this CPU training in {auto} (what train.precision=auto picks here)"]
-                          if fp16 else [])
+        assert warned == (
+            [f"--ds ds_configs/{name}.json: fp16 is for GPUs; on this CPU training in {auto} (what train.precision=auto picks here)"]
+            if fp16
+            else []
+        )
     ds, resolved = load_deepspeed_config("ds_configs/zero2.json", config, 2, device_type="cuda")
     assert resolved.train.precision == "fp16" and ds["fp16"]["enabled"]  # on a GPU the config is what it says
 

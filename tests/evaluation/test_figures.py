@@ -16,8 +16,10 @@ def _assert_png(path):
 
 
 def test_dice_boxplot(tmp_path):
-    metrics = [PairMetrics([1, 2], [0.8, 0.7], [0.6, 0.5], [1.0, 1.0], [2.0, 2.0], 0.0, 0.3, 0.0, 1.0),
-               PairMetrics([1, 3], [0.9, float("nan")], [0.7, 0.2], [1.0, 1.0], [2.0, 2.0], 0.0, 0.3, 0.0, 1.0)]
+    metrics = [
+        PairMetrics([1, 2], [0.8, 0.7], [0.6, 0.5], [1.0, 1.0], [2.0, 2.0], 0.0, 0.3, 0.0, 1.0),
+        PairMetrics([1, 3], [0.9, float("nan")], [0.7, 0.2], [1.0, 1.0], [2.0, 2.0], 0.0, 0.3, 0.0, 1.0),
+    ]
     _assert_png(dice_boxplot(tmp_path / "box.png", metrics, "LLaMA-Reg"))
 
 

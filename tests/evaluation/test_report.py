@@ -44,11 +44,16 @@ def test_markdown_follows_table_1():
     assert "| Initial | 51.67 ± 8.33 | - | - | 2.75 ± 0.75 | - |" in lines
     assert "| LLaMA-Reg | 65.00 ± 5.00 | 0.050 ± 0.050 | 0.400 ± 0.100 | 2.00 ± 0.00 | 2.00 ± 0.50 |" in lines
     assert "| 3 | 20.00 ± 0.00 |" in lines
-    assert "DSC30 (Learn2Reg: 30th percentile of the pairs' mean Dice): 63.00 %; NDV (LUMIR's non-diffeomorphic volume): 0.0000 ± 0.0000 %." in lines
+    assert (
+        "DSC30 (Learn2Reg: 30th percentile of the pairs' mean Dice): 63.00 %; NDV (LUMIR's non-diffeomorphic volume): 0.0000 ± 0.0000 %."
+        in lines
+    )
 
 
 def test_undefined_metrics_show_as_a_dash():
     nan = float("nan")
     record = PairRecord("f.nii", "m.nii", PairMetrics([1], [0.5], [0.4], [nan], [nan], 0.0, 0.1, 0.0, 1.0))
-    assert "| LLaMA-Reg | 50.00 ± 0.00 | 0.000 ± 0.000 | 0.100 ± 0.000 | - | 1.00 ± 0.00 |" in markdown_summary(
-        summarise([record]), "LLaMA-Reg", "best.pt").splitlines()
+    assert (
+        "| LLaMA-Reg | 50.00 ± 0.00 | 0.000 ± 0.000 | 0.100 ± 0.000 | - | 1.00 ± 0.00 |"
+        in markdown_summary(summarise([record]), "LLaMA-Reg", "best.pt").splitlines()
+    )

@@ -106,15 +106,18 @@ def test_wilcoxon_is_on_the_seed_averaged_differences():
     assert result.to_dict()["verdict"] == result.verdict
 
 
-@pytest.mark.parametrize("a, b, culprit", [
-    ([[[0.1, 0.2]]], [0.1, 0.2], "a must be per-pair scores"),
-    ([0.1, 0.2], {}, "b holds no seed"),
-    ({0: [0.1, 0.2], 1: [0.1]}, [0.1, 0.2], r"a must score the same pairs with every seed.*seed 1: 1"),
-    ([0.1, 0.2], [0.1, float("nan")], "b must hold finite scores"),
-    ([0.1, 0.2, 0.3], [0.1, 0.2], "a and b must score the same pairs, got 3 pairs per seed in a and 2 in b"),
-    ([0.1], [0.2], "at least 2 pairs"),
-    ([0.1, "x"], [0.1, 0.2], "a must be per-pair scores"),
-])
+@pytest.mark.parametrize(
+    "a, b, culprit",
+    [
+        ([[[0.1, 0.2]]], [0.1, 0.2], "a must be per-pair scores"),
+        ([0.1, 0.2], {}, "b holds no seed"),
+        ({0: [0.1, 0.2], 1: [0.1]}, [0.1, 0.2], r"a must score the same pairs with every seed.*seed 1: 1"),
+        ([0.1, 0.2], [0.1, float("nan")], "b must hold finite scores"),
+        ([0.1, 0.2, 0.3], [0.1, 0.2], "a and b must score the same pairs, got 3 pairs per seed in a and 2 in b"),
+        ([0.1], [0.2], "at least 2 pairs"),
+        ([0.1, "x"], [0.1, 0.2], "a must be per-pair scores"),
+    ],
+)
 def test_seed_pooled_input_errors_name_the_argument(a, b, culprit):
     with pytest.raises(ValueError, match=culprit):
         seed_pooled_difference(a, b)

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from llamareg.inference.grid import (
-    Grid, displacement_to_world, grid_options, level_grid, model_grid, parse_shape, resample, sample_world, world_box,
+    Grid,
+    displacement_to_world,
+    grid_options,
+    level_grid,
+    model_grid,
+    parse_shape,
+    resample,
+    sample_world,
+    world_box,
 )
 
 
@@ -71,10 +79,19 @@ def test_level_grid_voxels_tile_the_reference_voxels():
     np.testing.assert_allclose(coarse.world_points()[1, 0, 1], reference.world_points()[2:4, 0:2, 2:4].mean(axis=(0, 1, 2)))
 
 
-@pytest.mark.parametrize("spacing, shape, culprit", [
-    ("0", None, "--spacing"), ("-2", None, "--spacing"), ("inf", None, "--spacing"), ("abc", None, "--spacing"),
-    (None, ["64", "80"], "--shape"), (None, ["64,80,60"], "--shape"), (None, ["0", "16", "16"], "--shape"), (None, ["a,b,c"], "--shape"),
-])
+@pytest.mark.parametrize(
+    "spacing, shape, culprit",
+    [
+        ("0", None, "--spacing"),
+        ("-2", None, "--spacing"),
+        ("inf", None, "--spacing"),
+        ("abc", None, "--spacing"),
+        (None, ["64", "80"], "--shape"),
+        (None, ["64,80,60"], "--shape"),
+        (None, ["0", "16", "16"], "--shape"),
+        (None, ["a,b,c"], "--shape"),
+    ],
+)
 def test_bad_grid_options_name_the_option(spacing, shape, culprit):
     with pytest.raises(ValueError, match=culprit) as raised:
         grid_options(spacing, shape)

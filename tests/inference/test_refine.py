@@ -8,7 +8,13 @@ import torch
 from llamareg.config import load_config
 from llamareg.inference.grid import Grid, displacement_to_world, level_grid, model_grid, sample_world
 from llamareg.inference.refine import (
-    MovingSampler, diffusion_with_gradient, pair_objective, pyramid_factors, refine_displacement, split_steps, upsample_field,
+    MovingSampler,
+    diffusion_with_gradient,
+    pair_objective,
+    pyramid_factors,
+    refine_displacement,
+    split_steps,
+    upsample_field,
 )
 from llamareg.losses.regularization import diffusion
 from llamareg.training.objective import MultiScaleObjective
@@ -70,8 +76,9 @@ def test_a_network_field_is_the_start_and_a_too_large_step_keeps_it():
     model = model_grid(fixed_grid, 3.25)
     flow = np.zeros((3, *model.shape), np.float32)
     flow[0] = SHIFT_MM[0] / 3.25  # model voxels along R
-    result = refine_displacement(fixed, fixed_grid, moving, moving_affine, flow, model,
-                                 MultiScaleObjective("mse", 1.0, [1.0]), steps=3, lr=1e3)
+    result = refine_displacement(
+        fixed, fixed_grid, moving, moving_affine, flow, model, MultiScaleObjective("mse", 1.0, [1.0]), steps=3, lr=1e3
+    )
     for level in result.levels:
         assert level.loss_after == level.loss_before
     np.testing.assert_allclose(result.displacement, displacement_to_world(flow, model, fixed_grid), atol=1e-4)
@@ -112,5 +119,6 @@ def test_levels_steps_and_upsampling():
 def test_bad_options(steps, lr):
     fixed, _, fixed_grid, moving, _, moving_affine = _pair()
     with pytest.raises(ValueError):
-        refine_displacement(fixed, fixed_grid, moving, moving_affine, np.zeros((3, 4, 4, 4)), fixed_grid,
-                            MultiScaleObjective("mse", 0.0, [1.0]), steps, lr)
+        refine_displacement(
+            fixed, fixed_grid, moving, moving_affine, np.zeros((3, 4, 4, 4)), fixed_grid, MultiScaleObjective("mse", 0.0, [1.0]), steps, lr
+        )

@@ -14,8 +14,13 @@ from llamareg.models import build_model
 from llamareg.training.precision import Precision
 
 # TransMorph with the published four stages (stride 4 x 2^3 = 32), tiny widths.
-FOUR_STAGE_TRANSMORPH = ["data.shape=[64, 64, 64]", "model.sizes.embed_dim=4", "model.sizes.depths=[1, 1, 1, 1]",
-                         "model.sizes.num_heads=[1, 1, 1, 1]", "model.sizes.window_size=[2, 2, 2]"]
+FOUR_STAGE_TRANSMORPH = [
+    "data.shape=[64, 64, 64]",
+    "model.sizes.embed_dim=4",
+    "model.sizes.depths=[1, 1, 1, 1]",
+    "model.sizes.num_heads=[1, 1, 1, 1]",
+    "model.sizes.window_size=[2, 2, 2]",
+]
 
 
 def _trained(preset, overrides):

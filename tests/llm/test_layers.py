@@ -11,8 +11,14 @@ from llamareg.llm import LlamaDecoderLayer, LlamaSpec, RMSNorm
 
 def spec_of(model) -> LlamaSpec:
     config = model.config
-    return LlamaSpec(config.hidden_size, config.intermediate_size, config.num_attention_heads,
-                     config.num_key_value_heads, config.rms_norm_eps, config.num_hidden_layers)
+    return LlamaSpec(
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        config.rms_norm_eps,
+        config.num_hidden_layers,
+    )
 
 
 def test_parameter_names_and_shapes_match_transformers(tiny_llama):
@@ -63,13 +69,15 @@ def test_wrong_input_width_is_a_clear_error():
         layer(torch.randn(1, 3, 32))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(hidden_size=60, num_attention_heads=7), "not divisible by num_attention_heads"),
-    (dict(num_key_value_heads=3), "not divisible by num_key_value_heads"),
-    (dict(intermediate_size=0), "intermediate_size must be a positive int"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(hidden_size=60, num_attention_heads=7), "not divisible by num_attention_heads"),
+        (dict(num_key_value_heads=3), "not divisible by num_key_value_heads"),
+        (dict(intermediate_size=0), "intermediate_size must be a positive int"),
+    ],
+)
 def test_spec_rejects_inconsistent_sizes(kwargs, message):
-    base = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                rms_norm_eps=1e-5, num_hidden_layers=2)
+    base = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, num_hidden_layers=2)
     with pytest.raises(ValueError, match=message):
         LlamaSpec(**{**base, **kwargs})

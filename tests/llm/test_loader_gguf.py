@@ -62,16 +62,20 @@ def test_loaded_layers_equal_the_written_tensors(tiny_llama, tmp_path, matrix_ty
     path = write_gguf(tiny_llama, tmp_path / f"tiny-{matrix_type.name}.gguf", matrix_type)
     loaded = load_llama_layers(str(path), [1, 2])
     assert loaded.source == f"gguf:{path}"
-    assert (loaded.spec.hidden_size, loaded.spec.intermediate_size, loaded.spec.num_attention_heads,
-            loaded.spec.num_key_value_heads, loaded.spec.num_hidden_layers) == (64, 128, 4, 2, 3)
+    assert (
+        loaded.spec.hidden_size,
+        loaded.spec.intermediate_size,
+        loaded.spec.num_attention_heads,
+        loaded.spec.num_key_value_heads,
+        loaded.spec.num_hidden_layers,
+    ) == (64, 128, 4, 2, 3)
     for layer, index in zip(loaded.layers, (1, 2)):
         for name, value in tiny_llama.model.layers[index].state_dict().items():
             expected = value.numpy()
             if expected.ndim == 2 and matrix_type != GGMLQuantizationType.F32:
                 # Quantisation blocks run along rows, so the q/k row permutation commutes with it.
                 expected = dequantize(quantize(expected, matrix_type), matrix_type)
-            torch.testing.assert_close(layer.state_dict()[name], torch.from_numpy(np.asarray(expected)),
-                                       rtol=0, atol=0, msg=name)
+            torch.testing.assert_close(layer.state_dict()[name], torch.from_numpy(np.asarray(expected)), rtol=0, atol=0, msg=name)
     torch.testing.assert_close(loaded.final_norm.weight, tiny_llama.model.norm.weight, rtol=0, atol=0)
     if matrix_type == GGMLQuantizationType.Q8_0:
         # The quantised file is close to, but not exactly, the float weights.

@@ -30,9 +30,11 @@ def to_meta_rotary_layout(weight: torch.Tensor, heads: int) -> torch.Tensor:
 
 def write_meta_checkpoint(model, folder, params_overrides=None):
     config = model.config
-    state = {"tok_embeddings.weight": model.model.embed_tokens.weight.detach().clone(),
-             "output.weight": model.lm_head.weight.detach().clone(),
-             "norm.weight": model.model.norm.weight.detach().clone()}
+    state = {
+        "tok_embeddings.weight": model.model.embed_tokens.weight.detach().clone(),
+        "output.weight": model.lm_head.weight.detach().clone(),
+        "norm.weight": model.model.norm.weight.detach().clone(),
+    }
     for index, layer in enumerate(model.model.layers):
         hf = layer.state_dict()
         hf["self_attn.q_proj.weight"] = to_meta_rotary_layout(hf["self_attn.q_proj.weight"], config.num_attention_heads)
@@ -40,9 +42,16 @@ def write_meta_checkpoint(model, folder, params_overrides=None):
         state.update({f"layers.{index}.{meta}": hf[name].clone() for name, meta in HF_TO_META.items()})
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(state, folder / "consolidated.00.pth")
-    params = {"dim": config.hidden_size, "n_layers": config.num_hidden_layers, "n_heads": config.num_attention_heads,
-              "n_kv_heads": config.num_key_value_heads, "multiple_of": 32, "norm_eps": config.rms_norm_eps,
-              "vocab_size": config.vocab_size, **(params_overrides or {})}
+    params = {
+        "dim": config.hidden_size,
+        "n_layers": config.num_hidden_layers,
+        "n_heads": config.num_attention_heads,
+        "n_kv_heads": config.num_key_value_heads,
+        "multiple_of": 32,
+        "norm_eps": config.rms_norm_eps,
+        "vocab_size": config.vocab_size,
+        **(params_overrides or {}),
+    }
     (folder / "params.json").write_text(json.dumps(params))
     return folder
 

@@ -15,8 +15,9 @@ from safetensors.torch import save_file
 from llamareg.llm import LlamaSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SPEC = LlamaSpec(hidden_size=1024, intermediate_size=2816, num_attention_heads=8, num_key_value_heads=8,
-                 rms_norm_eps=1e-5, num_hidden_layers=10)
+SPEC = LlamaSpec(
+    hidden_size=1024, intermediate_size=2816, num_attention_heads=8, num_key_value_heads=8, rms_norm_eps=1e-5, num_hidden_layers=10
+)
 
 # Peak resident memory growth of a process that loads the given layers, in bytes.
 PROBE = r"""
@@ -42,17 +43,24 @@ def big_checkpoint(tmp_path_factory) -> Path:
         for name, shape in SPEC.layer_parameter_shapes().items():
             state[f"model.layers.{index}.{name}"] = torch.full(shape, 0.01 * (index + 1))
     save_file(state, folder / "model.safetensors")
-    config = {"model_type": "llama", "hidden_size": SPEC.hidden_size, "intermediate_size": SPEC.intermediate_size,
-              "num_attention_heads": SPEC.num_attention_heads, "num_key_value_heads": SPEC.num_key_value_heads,
-              "num_hidden_layers": SPEC.num_hidden_layers, "rms_norm_eps": SPEC.rms_norm_eps}
+    config = {
+        "model_type": "llama",
+        "hidden_size": SPEC.hidden_size,
+        "intermediate_size": SPEC.intermediate_size,
+        "num_attention_heads": SPEC.num_attention_heads,
+        "num_key_value_heads": SPEC.num_key_value_heads,
+        "num_hidden_layers": SPEC.num_hidden_layers,
+        "rms_norm_eps": SPEC.rms_norm_eps,
+    }
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
 
 def peak_growth(folder: Path, layers: list[int]) -> int:
     env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    result = subprocess.run([sys.executable, "-c", PROBE, str(folder), json.dumps(layers)],
-                            capture_output=True, text=True, env=env, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(folder), json.dumps(layers)], capture_output=True, text=True, env=env, timeout=120, check=True
+    )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["layers"] == len(layers)
     return report["growth"]

@@ -25,8 +25,7 @@ def transformers_model(gguf_path):
     from transformers import AutoModelForCausalLM
 
     # Eager attention: transformers' sdpa path turns a missing mask into is_causal=True.
-    return AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
-                                                attn_implementation="eager").eval()
+    return AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, attn_implementation="eager").eval()
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +45,14 @@ def test_missing_package_tells_how_to_install():
 
 def test_spec_and_source(ours, gguf_path):
     spec = ours.spec
-    assert (spec.hidden_size, spec.intermediate_size, spec.num_attention_heads, spec.num_key_value_heads,
-            spec.num_hidden_layers, spec.head_dim) == (576, 1536, 9, 3, 30, 64)
+    assert (
+        spec.hidden_size,
+        spec.intermediate_size,
+        spec.num_attention_heads,
+        spec.num_key_value_heads,
+        spec.num_hidden_layers,
+        spec.head_dim,
+    ) == (576, 1536, 9, 3, 30, 64)
     assert spec.rms_norm_eps == pytest.approx(1e-5)
     assert ours.layer_indices == (0, 17, 29)
     assert ours.source == f"gguf:{gguf_path}"

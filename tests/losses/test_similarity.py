@@ -66,9 +66,7 @@ def test_ncc_averages_channels_and_batch_items_independently():
     generator = torch.Generator().manual_seed(4)
     warped = torch.rand(2, 2, 6, 6, 6, generator=generator)
     fixed = torch.rand(2, 2, 6, 6, 6, generator=generator)
-    per_volume = [
-        local_ncc(warped[b : b + 1, c : c + 1], fixed[b : b + 1, c : c + 1], 3) for b in range(2) for c in range(2)
-    ]
+    per_volume = [local_ncc(warped[b : b + 1, c : c + 1], fixed[b : b + 1, c : c + 1], 3) for b in range(2) for c in range(2)]
     torch.testing.assert_close(local_ncc(warped, fixed, 3), torch.stack(per_volume).mean())
 
 

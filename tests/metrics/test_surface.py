@@ -69,10 +69,7 @@ def test_hd95_matches_a_full_volume_reference_on_random_shapes():
 
     def reference(pred, target):
         surfaces = [region & ~ndimage.binary_erosion(region) for region in (pred, target)]
-        directed = [
-            ndimage.distance_transform_edt(~surfaces[1 - side], sampling=(1.0, 2.0, 0.7))[surfaces[side]]
-            for side in (0, 1)
-        ]
+        directed = [ndimage.distance_transform_edt(~surfaces[1 - side], sampling=(1.0, 2.0, 0.7))[surfaces[side]] for side in (0, 1)]
         return max(np.percentile(distances, 95) for distances in directed)
 
     generator = torch.Generator().manual_seed(0)

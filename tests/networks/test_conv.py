@@ -52,13 +52,18 @@ def _step(model, objective, moving, fixed):
     return loss.item(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("preset, shape", [
-    ("cpu-default", (32, 32, 32)),
-    ("cpu-voxelmorph", (32, 32, 32)),
-    ("cpu-lapirn", (32, 32, 32)),
-    ("cpu-transmorph", (32, 32, 32)),  # 32^3: see test_memory_format on LeakyReLU kinks at 64^3
-])
-def test_a_training_step_keeps_its_loss_and_gradients_and_leaves_no_convolution_on_the_reference_kernel(monkeypatch, preset, shape, smooth_pair):
+@pytest.mark.parametrize(
+    "preset, shape",
+    [
+        ("cpu-default", (32, 32, 32)),
+        ("cpu-voxelmorph", (32, 32, 32)),
+        ("cpu-lapirn", (32, 32, 32)),
+        ("cpu-transmorph", (32, 32, 32)),  # 32^3: see test_memory_format on LeakyReLU kinks at 64^3
+    ],
+)
+def test_a_training_step_keeps_its_loss_and_gradients_and_leaves_no_convolution_on_the_reference_kernel(
+    monkeypatch, preset, shape, smooth_pair
+):
     config = load_config(preset, [f"data.shape=[{', '.join(map(str, shape))}]"])
     torch.manual_seed(0)
     model = build_model(config)

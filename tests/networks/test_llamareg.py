@@ -56,8 +56,13 @@ def test_gradients_reach_trainable_parts_and_never_the_frozen_layers(small_model
             if name.startswith("llm."):
                 assert not parameter.requires_grad and parameter.grad is None, name
         # Adapter0 sits before the frozen layers: a gradient there proves it flows through them.
-        for name in ("steps.0.pathway.input_adapter.0.weight", "steps.0.pathway.inner_adapters.0.0.weight", "encoder.moving.full.0.weight",
-                     "steps.0.pathway.positional.weight", "steps.0.decoder.heads.2.2.weight"):
+        for name in (
+            "steps.0.pathway.input_adapter.0.weight",
+            "steps.0.pathway.inner_adapters.0.0.weight",
+            "encoder.moving.full.0.weight",
+            "steps.0.pathway.positional.weight",
+            "steps.0.decoder.heads.2.2.weight",
+        ):
             grad = dict(small_model.named_parameters())[name].grad
             assert grad is not None and grad.abs().sum() > 0, name
         optimizer.step()

@@ -20,13 +20,16 @@ def _step(config, moving, fixed, dtype=torch.float32):
     return model, loss.item(), {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("preset, shape", [
-    ("cpu-default", (32, 32, 32)),
-    ("cpu-voxelmorph", (32, 32, 32)),
-    ("cpu-lapirn", (32, 32, 32)),
-    ("cpu-transmorph", (32, 32, 32)),
-    ("cpu-transmatch", (32, 32, 32)),
-])
+@pytest.mark.parametrize(
+    "preset, shape",
+    [
+        ("cpu-default", (32, 32, 32)),
+        ("cpu-voxelmorph", (32, 32, 32)),
+        ("cpu-lapirn", (32, 32, 32)),
+        ("cpu-transmorph", (32, 32, 32)),
+        ("cpu-transmatch", (32, 32, 32)),
+    ],
+)
 def test_channels_last_gives_the_contiguous_loss_and_gradients(preset, shape, smooth_pair):
     # 32^3: at 64^3 a few of TransMorph's 4M LeakyReLU inputs lie within float rounding of 0, and one
     # that changes side changes that voxel's gradient 100-fold (about 1e-3 of the gradient's norm),
@@ -47,8 +50,7 @@ def test_channels_last_gives_the_contiguous_loss_and_gradients(preset, shape, sm
         # (the heads start near zero), so on some CPUs float32 rounding alone moves one of them by
         # 1.3e-4 of its norm in either layout. There the fast layout must be as close to float64 as
         # the contiguous one is, within a factor of 10: a layout bug is off by O(1) of the norm.
-        config = load_config(preset, [f"data.shape=[{', '.join(map(str, shape))}]", "model.memory_format=contiguous",
-                                      "train.device=cpu"])
+        config = load_config(preset, [f"data.shape=[{', '.join(map(str, shape))}]", "model.memory_format=contiguous", "train.device=cpu"])
         exact = _step(config, moving, fixed, torch.float64)[2]
         for name in far:
             own_error = (reference[name].double() - exact[name]).norm()

@@ -93,10 +93,22 @@ def _free_port():
 def test_mlflow_server_on_localhost_receives_a_run(tiny_config, tmp_path):
     port = _free_port()
     server = subprocess.Popen(
-        [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "served"),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            os.path.join(os.path.dirname(sys.executable), "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/server.db",
+            "--artifacts-destination",
+            str(tmp_path / "served"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -142,8 +154,22 @@ def test_a_copied_run_folder_resumes_into_its_own_store_and_artifacts(tiny_confi
     shutil.copytree(original, copy)
     before = {path: path.stat().st_mtime_ns for path in (original / "mlartifacts").rglob("*") if path.is_file()}
     # A new process, as a user resumes (MLflow caches a run's artifact store per process).
-    resumed = subprocess.run([sys.executable, "launch/train.py", "--resume", "--out", str(copy), "--max-iters", "4", *tiny_overrides,
-                              "tracking.enabled=true", "tracking.log_checkpoint=true"], capture_output=True, text=True)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "launch/train.py",
+            "--resume",
+            "--out",
+            str(copy),
+            "--max-iters",
+            "4",
+            *tiny_overrides,
+            "tracking.enabled=true",
+            "tracking.log_checkpoint=true",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     recorded = json.loads((copy / "mlflow_run.json").read_text())
     assert recorded["store"] == "run-folder:mlflow.db" and recorded["folder"] == str(copy.resolve())

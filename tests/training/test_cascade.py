@@ -92,8 +92,15 @@ def test_a_saved_cascade_reloads_as_register_loads_it_and_gives_the_same_flows(t
     with torch.no_grad():  # stand-in for training: every trainable tensor moves away from its initial value
         for parameter in model.trainable_parameters():
             parameter.add_(0.01 * torch.randn_like(parameter))
-    path = save_checkpoint({"config": config.to_dict(), "model": trainable_state(model),
-                            "llm_source": model.llm.source, "llm_fingerprint": model.llm.fingerprint}, tmp_path / "cascade.pt")
+    path = save_checkpoint(
+        {
+            "config": config.to_dict(),
+            "model": trainable_state(model),
+            "llm_source": model.llm.source,
+            "llm_fingerprint": model.llm.fingerprint,
+        },
+        tmp_path / "cascade.pt",
+    )
     reloaded = load_trained_model(path, device="cpu").model
     moving, fixed = torch.rand(1, 1, 32, 32, 32), torch.rand(1, 1, 32, 32, 32)
     with torch.no_grad():

@@ -24,8 +24,15 @@ from llamareg.training.selection import SELECTION_FILE, data_roles
 # The pair bookkeeping is under test, not the LLM: same-shaped random layers build faster than the GGUF ones.
 RANDOM_LLM = "llm.source=random:smollm2-135m"
 # Like tests/baselines' tiny runs: MSE, no true-flow term (shard pairs carry none), two validation pairs.
-TINY_LAPIRN = ["train.flow_weight=0", "train.similarity=mse", "train.reg_weight=0.02", "data.shape=[32, 32, 32]",
-               "data.num_val_pairs=2", "train.log_every=1", "tracking.enabled=false"]
+TINY_LAPIRN = [
+    "train.flow_weight=0",
+    "train.similarity=mse",
+    "train.reg_weight=0.02",
+    "data.shape=[32, 32, 32]",
+    "data.num_val_pairs=2",
+    "train.log_every=1",
+    "tracking.enabled=false",
+]
 SPLITS = {"train": 3, "val": 3, "test": 3}
 
 
@@ -36,20 +43,33 @@ def shards(tmp_path_factory) -> Path:
     pairs ``test-0->test-1``, ``test-1->test-2``."""
     out = tmp_path_factory.mktemp("selection") / "shards"
     train, others = build_embedded_volumes((32, 32, 32), num_train=SPLITS["train"], num_val=SPLITS["val"] + SPLITS["test"])
-    volumes = {"train": train, "val": others[: SPLITS["val"]], "test": others[SPLITS["val"]:]}
+    volumes = {"train": train, "val": others[: SPLITS["val"]], "test": others[SPLITS["val"] :]}
     writer = ShardSetWriter(out)
     for split, members in volumes.items():
         for index, volume in enumerate(members):
             key = f"{split}-{index}"
-            writer.add(key, split, volume.image[0].numpy(), volume.labels[0].numpy(), volume.affine.numpy(),
-                       {"image": out / f"{key}.nii.gz", "labels": out / f"{key}_labels.nii.gz"})
+            writer.add(
+                key,
+                split,
+                volume.image[0].numpy(),
+                volume.labels[0].numpy(),
+                volume.affine.numpy(),
+                {"image": out / f"{key}.nii.gz", "labels": out / f"{key}_labels.nii.gz"},
+            )
 
     def pair(moving: str, fixed: str) -> dict:
-        return {"moving": out / f"{moving}.nii.gz", "fixed": out / f"{fixed}.nii.gz",
-                "moving_labels": out / f"{moving}_labels.nii.gz", "fixed_labels": out / f"{fixed}_labels.nii.gz"}
+        return {
+            "moving": out / f"{moving}.nii.gz",
+            "fixed": out / f"{fixed}.nii.gz",
+            "moving_labels": out / f"{moving}_labels.nii.gz",
+            "fixed_labels": out / f"{fixed}_labels.nii.gz",
+        }
 
-    writer.finish([pair("val-0", "val-1"), pair("val-1", "val-2"), pair("val-2", "val-0")],
-                  [pair("test-0", "test-1"), pair("test-1", "test-2")], {"layout": "selection-test"})
+    writer.finish(
+        [pair("val-0", "val-1"), pair("val-1", "val-2"), pair("val-2", "val-0")],
+        [pair("test-0", "test-1"), pair("test-1", "test-2")],
+        {"layout": "selection-test"},
+    )
     return out
 
 
@@ -167,10 +187,26 @@ def test_embedded_subjects_come_from_seed_streams_apart_from_the_dev_test(tiny_c
 def test_a_shard_folder_without_test_pairs_records_none(tmp_path, tiny_config):
     writer = ShardSetWriter(tmp_path / "shards")
     for key, split in [("a", "train"), ("b", "train"), ("c", "val"), ("d", "val")]:
-        writer.add(key, split, np.zeros((32, 32, 32), np.float32), np.zeros((32, 32, 32), np.int64), np.eye(4),
-                   {"image": tmp_path / f"{key}.nii.gz", "labels": tmp_path / f"{key}_labels.nii.gz"})
-    writer.finish([{"moving": tmp_path / "c.nii.gz", "fixed": tmp_path / "d.nii.gz", "moving_labels": tmp_path / "c_labels.nii.gz",
-                    "fixed_labels": tmp_path / "d_labels.nii.gz"}], None, {"layout": "folder"})
+        writer.add(
+            key,
+            split,
+            np.zeros((32, 32, 32), np.float32),
+            np.zeros((32, 32, 32), np.int64),
+            np.eye(4),
+            {"image": tmp_path / f"{key}.nii.gz", "labels": tmp_path / f"{key}_labels.nii.gz"},
+        )
+    writer.finish(
+        [
+            {
+                "moving": tmp_path / "c.nii.gz",
+                "fixed": tmp_path / "d.nii.gz",
+                "moving_labels": tmp_path / "c_labels.nii.gz",
+                "fixed_labels": tmp_path / "d_labels.nii.gz",
+            }
+        ],
+        None,
+        {"layout": "folder"},
+    )
     roles = data_roles(tiny_config(f"data.source={tmp_path / 'shards'}"))
     assert roles["test"]["pairs"] == [] and "without a test split" in roles["test"]["what"]
     assert roles["training"]["subjects"] == ["a", "b"]

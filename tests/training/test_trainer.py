@@ -16,6 +16,7 @@ from llamareg.training.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
 def test_run_writes_metrics_and_checkpoints(tmp_path, tiny_config):
     metrics = run(tiny_config("train.max_iters=4"))
     written = json.loads((tmp_path / "metrics.json").read_text())
@@ -159,8 +160,15 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrup
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
-@pytest.mark.parametrize("override, culprit", [("train.lr=-1", "train.lr"), ("train.checkpoint_every=-5", "train.checkpoint_every"),
-                                              ("train.max_minutes=-1", "train.max_minutes"), ("model.memory_format=nhwc", "model.memory_format")])
+@pytest.mark.parametrize(
+    "override, culprit",
+    [
+        ("train.lr=-1", "train.lr"),
+        ("train.checkpoint_every=-5", "train.checkpoint_every"),
+        ("train.max_minutes=-1", "train.max_minutes"),
+        ("model.memory_format=nhwc", "model.memory_format"),
+    ],
+)
 def test_bad_training_values_are_refused_before_anything_is_written(tmp_path, tiny_config, override, culprit):
     out = tmp_path / "run"
     with pytest.raises(ValueError, match=culprit):

@@ -37,8 +37,9 @@ class Aligner(Protocol):
     shape: tuple[int, int, int]
     affine: np.ndarray
 
-    def __call__(self, image: np.ndarray, labels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        ...
+    def __call__(self, image: np.ndarray, labels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]: ...
+
+
 ROLE_NAMES = {"val": "validation", "test": "test"}
 
 
@@ -79,8 +80,9 @@ def apply_pair_list(dataset: DiscoveredDataset, path: str | os.PathLike) -> Disc
                 raise ValueError(f"--test-pairs {path} names {pair[role]}, which is not an image of the dataset")
         pairs.append((by_image[pair["moving"]].key, by_image[pair["fixed"]].key))
     named = {key for pair in pairs for key in pair}
-    subjects = [dataclasses.replace(s, split="test" if s.key in named else None if s.split == "test" else s.split)
-                for s in dataset.subjects]
+    subjects = [
+        dataclasses.replace(s, split="test" if s.key in named else None if s.split == "test" else s.split) for s in dataset.subjects
+    ]
     return DiscoveredDataset(subjects, pairs)
 
 
@@ -123,8 +125,10 @@ def plan_split(
     marked_val = [s for s in subjects if s.split == "val"]
     if dataset.test_pairs is not None:
         if test_subjects is not None or num_test_pairs is not None:
-            raise ValueError("--test-subjects/--num-test-pairs apply only to datasets without their own test pairs; this one has them "
-                             "(learn2reg registration_val or --test-pairs)")
+            raise ValueError(
+                "--test-subjects/--num-test-pairs apply only to datasets without their own test pairs; this one has them "
+                "(learn2reg registration_val or --test-pairs)"
+            )
         named = {key for pair in dataset.test_pairs for key in pair}
         test = [s for s in subjects if s.key in named]
     elif any(s.split == "test" for s in subjects):
@@ -137,8 +141,9 @@ def plan_split(
         count = default_val_subjects(len(pool)) if test_subjects is None else test_subjects
         most = len(pool) - keep
         if most < 2:
-            raise ValueError(f"{len(pool)} subjects are too few to hold out 2 test subjects (--test-subjects) and keep {kept}; "
-                             "add subjects")
+            raise ValueError(
+                f"{len(pool)} subjects are too few to hold out 2 test subjects (--test-subjects) and keep {kept}; add subjects"
+            )
         if not 2 <= count <= most:
             raise ValueError(f"--test-subjects must be between 2 and {most} for {len(pool)} subjects ({kept} must remain), got {count}")
         test = _by_key(pool)[-count:]
@@ -153,20 +158,32 @@ def plan_split(
         count = default_val_subjects(len(rest)) if val_subjects is None else val_subjects
         most = min(len(labelled), len(rest) - 2)
         if most < 2:
-            raise ValueError(f"{len(rest)} training subjects ({len(labelled)} labelled) are too few to set 2 labelled ones aside "
-                             "for validation (--val-subjects) and keep 2 to train; add subjects")
+            raise ValueError(
+                f"{len(rest)} training subjects ({len(labelled)} labelled) are too few to set 2 labelled ones aside "
+                "for validation (--val-subjects) and keep 2 to train; add subjects"
+            )
         if not 2 <= count <= most:
-            raise ValueError(f"--val-subjects must be between 2 and {most} for {len(rest)} training subjects ({len(labelled)} labelled; "
-                             f"2 must remain to train), got {count}")
+            raise ValueError(
+                f"--val-subjects must be between 2 and {most} for {len(rest)} training subjects ({len(labelled)} labelled; "
+                f"2 must remain to train), got {count}"
+            )
         val = labelled[-count:]
     val_keys = {s.key for s in val}
-    plan = SplitPlan([s for s in rest if s.key not in val_keys], val, test,
-                     None if dataset.test_pairs is None else list(dataset.test_pairs), num_val_pairs, num_test_pairs)
+    plan = SplitPlan(
+        [s for s in rest if s.key not in val_keys],
+        val,
+        test,
+        None if dataset.test_pairs is None else list(dataset.test_pairs),
+        num_val_pairs,
+        num_test_pairs,
+    )
     for role, held_out in (("val", plan.val), ("test", plan.test)):
         name = ROLE_NAMES[role]
         unlabelled = [s.key for s in held_out if not s.labelled]
         if unlabelled:
-            raise ValueError(f"{name} subjects {', '.join(unlabelled)} have no labels; {name} Dice needs them - label them or set others aside")
+            raise ValueError(
+                f"{name} subjects {', '.join(unlabelled)} have no labels; {name} Dice needs them - label them or set others aside"
+            )
         if len(held_out) < 2:
             raise ValueError(f"{len(held_out)} {name} subject(s); {name} pairs need at least 2")
     if len(plan.train) < 2:
@@ -187,8 +204,9 @@ def _report(record: SubjectRecord, error: Exception, skip_bad: bool, skipped: li
     skipped.append({"key": record.key, "input": str(record.image), "reason": message})
 
 
-def _default_shape(records: list[SubjectRecord], options: Preprocessing, skip_bad: bool, skipped: list[dict[str, str]],
-                   align: Aligner | None = None) -> tuple[int, int, int]:
+def _default_shape(
+    records: list[SubjectRecord], options: Preprocessing, skip_bad: bool, skipped: list[dict[str, str]], align: Aligner | None = None
+) -> tuple[int, int, int]:
     """The smallest shape divisible by 16 holding every subject after reorientation and resampling (headers only);
     pre-aligned subjects all lie on the aligner's reference grid."""
     shapes = []
@@ -201,7 +219,9 @@ def _default_shape(records: list[SubjectRecord], options: Preprocessing, skip_ba
             except Exception as error:  # a damaged header: nibabel raises several types
                 raise ValueError(f"{record.image} is not a readable NIfTI file ({error})") from None
             if len(header.shape) < 3 or any(size < 2 for size in header.shape[:3]):
-                raise ValueError(f"{record.image} has shape {tuple(header.shape)}, not a 3D volume; give 3D images (2D slices are not registered)")
+                raise ValueError(
+                    f"{record.image} has shape {tuple(header.shape)}, not a 3D volume; give 3D images (2D slices are not registered)"
+                )
             shapes.append(planned_shape(*((align.shape, align.affine) if align else (header.shape[:3], header.affine)), options))
         except (FileNotFoundError, ValueError) as error:
             _report(record, error, skip_bad, skipped)
@@ -259,8 +279,15 @@ def build_shards(
         # In a labelled dataset a subject without labels is a missing file, not an unlabelled subject.
         for record in records:
             if not record.labelled and record.key not in {entry["key"] for entry in skipped}:
-                _report(record, FileNotFoundError(f"{record.image} has no label map, though other subjects have one; add it, "
-                                                  "or pass --skip-bad to leave the subject out"), skip_bad, skipped)
+                _report(
+                    record,
+                    FileNotFoundError(
+                        f"{record.image} has no label map, though other subjects have one; add it, "
+                        "or pass --skip-bad to leave the subject out"
+                    ),
+                    skip_bad,
+                    skipped,
+                )
     writer = ShardSetWriter(out, shard_mb=shard_mb, overwrite=overwrite)
     try:
         return _write(writer, plan, options, skip_bad, skipped, details, align)
@@ -269,8 +296,15 @@ def build_shards(
         raise
 
 
-def _write(writer: ShardSetWriter, plan: SplitPlan, options: Preprocessing, skip_bad: bool, skipped: list[dict[str, str]],
-           details: dict[str, Any] | None, align: Aligner | None) -> dict[str, Any]:
+def _write(
+    writer: ShardSetWriter,
+    plan: SplitPlan,
+    options: Preprocessing,
+    skip_bad: bool,
+    skipped: list[dict[str, str]],
+    details: dict[str, Any] | None,
+    align: Aligner | None,
+) -> dict[str, Any]:
     bad = {entry["key"] for entry in skipped}
     label_files: dict[str, Path] = {}
     images: dict[str, Path] = {}
@@ -295,8 +329,15 @@ def _write(writer: ShardSetWriter, plan: SplitPlan, options: Preprocessing, skip
         elif split != "train":
             images[record.key] = record.image
             # Masks merged into one map: a pair list (llamareg evaluate) names a single label file per volume.
-            label_files[record.key] = record.labels or write_nifti(writer.out / MERGED_LABELS_FOLDER / f"{record.key}.nii.gz", labels, affine)
-        sources = {"image": record.image, "labels": record.labels, "source_affine": source_affine.tolist(), "source_shape": list(source_shape)}
+            label_files[record.key] = record.labels or write_nifti(
+                writer.out / MERGED_LABELS_FOLDER / f"{record.key}.nii.gz", labels, affine
+            )
+        sources = {
+            "image": record.image,
+            "labels": record.labels,
+            "source_affine": source_affine.tolist(),
+            "source_shape": list(source_shape),
+        }
         if alignment is not None:
             sources["prealignment"] = alignment
             if split != "train":
@@ -307,15 +348,18 @@ def _write(writer: ShardSetWriter, plan: SplitPlan, options: Preprocessing, skip
         logger.info("[%d/%d] %s (%s)", number, len(records), record.key, split)
 
     def pair_list(pairs: list[tuple[str, str]]) -> list[dict[str, Path]]:
-        return [{"moving": images[moving], "fixed": images[fixed], "moving_labels": label_files[moving], "fixed_labels": label_files[fixed]}
-                for moving, fixed in pairs]
+        return [
+            {"moving": images[moving], "fixed": images[fixed], "moving_labels": label_files[moving], "fixed_labels": label_files[fixed]}
+            for moving, fixed in pairs
+        ]
 
     val_pairs = _surviving_pairs("val", plan.val, None, plan.num_val_pairs, bad)
     test_pairs = _surviving_pairs("test", plan.test, plan.test_pairs, plan.num_test_pairs, bad)
     if skipped:
         logger.warning("skipped %d bad input(s): %s", len(skipped), ", ".join(entry["input"] for entry in skipped))
-    return writer.finish(pair_list(val_pairs), pair_list(test_pairs),
-                         {**(details or {}), "preprocessing": options.to_dict(), "skipped": skipped})
+    return writer.finish(
+        pair_list(val_pairs), pair_list(test_pairs), {**(details or {}), "preprocessing": options.to_dict(), "skipped": skipped}
+    )
 
 
 def _check_pair_count(role: str, count: int | None, subjects: int) -> int:
@@ -331,13 +375,16 @@ def _check_pair_count(role: str, count: int | None, subjects: int) -> int:
     return count
 
 
-def _surviving_pairs(role: str, subjects: list[SubjectRecord], fixed_pairs: list[tuple[str, str]] | None, count: int | None,
-                     bad: set[str]) -> list[tuple[str, str]]:
+def _surviving_pairs(
+    role: str, subjects: list[SubjectRecord], fixed_pairs: list[tuple[str, str]] | None, count: int | None, bad: set[str]
+) -> list[tuple[str, str]]:
     """The ``role`` pairs whose two subjects were both stored: the dataset's (``fixed_pairs``) or consecutive ones."""
     if fixed_pairs is None:
         kept = [record.key for record in subjects if record.key not in bad]
         if len(kept) < 2:
-            raise ValueError(f"{len(kept)} {ROLE_NAMES[role]} subject(s) are left after skipping bad inputs; {ROLE_NAMES[role]} pairs need 2")
+            raise ValueError(
+                f"{len(kept)} {ROLE_NAMES[role]} subject(s) are left after skipping bad inputs; {ROLE_NAMES[role]} pairs need 2"
+            )
         return [(kept[moving], kept[fixed]) for moving, fixed in consecutive_pairs(len(kept), _check_pair_count(role, count, len(kept)))]
     kept = [(moving, fixed) for moving, fixed in fixed_pairs if moving not in bad and fixed not in bad]
     if len(kept) < len(fixed_pairs):

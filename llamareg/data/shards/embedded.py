@@ -29,12 +29,28 @@ def export_embedded(config: Config, out: str | os.PathLike, shard_mb: float = DE
     """
     data = config.data
     train, val = build_embedded_volumes(
-        shape=tuple(data.shape), num_train=data.num_train_subjects, num_val=data.num_val_subjects, seed=data.seed,
-        max_displacement=data.max_displacement, control_spacing=data.control_spacing, spacing_mm=data.spacing_mm,
+        shape=tuple(data.shape),
+        num_train=data.num_train_subjects,
+        num_val=data.num_val_subjects,
+        seed=data.seed,
+        max_displacement=data.max_displacement,
+        control_spacing=data.control_spacing,
+        spacing_mm=data.spacing_mm,
     )
     pairs = consecutive_pairs(len(val), data.num_val_pairs)  # before anything is written: a bad count stops the export here
-    settings = {key: getattr(data, key) for key in ("shape", "num_train_subjects", "num_val_subjects", "num_val_pairs", "spacing_mm",
-                                                   "max_displacement", "control_spacing", "seed")}
+    settings = {
+        key: getattr(data, key)
+        for key in (
+            "shape",
+            "num_train_subjects",
+            "num_val_subjects",
+            "num_val_pairs",
+            "spacing_mm",
+            "max_displacement",
+            "control_spacing",
+            "seed",
+        )
+    }
     writer = ShardSetWriter(out, shard_mb=shard_mb, overwrite=overwrite)
     try:
         files = {}
@@ -47,8 +63,12 @@ def export_embedded(config: Config, out: str | os.PathLike, shard_mb: float = DE
                 }
                 writer.add(volume.name, split, image, labels, affine, files[volume.name])
         val_pairs = [
-            {"moving": files[val[moving].name]["image"], "fixed": files[val[fixed].name]["image"],
-             "moving_labels": files[val[moving].name]["labels"], "fixed_labels": files[val[fixed].name]["labels"]}
+            {
+                "moving": files[val[moving].name]["image"],
+                "fixed": files[val[fixed].name]["image"],
+                "moving_labels": files[val[moving].name]["labels"],
+                "fixed_labels": files[val[fixed].name]["labels"],
+            }
             for moving, fixed in pairs
         ]
         return writer.finish(val_pairs, None, {"layout": "embedded", "input": "embedded", "embedded": settings, "skipped": []})

@@ -69,7 +69,9 @@ def verify_shard(shard_dir: str | os.PathLike, entry: dict[str, Any], checksum: 
         raise FileNotFoundError(f"shard {path} listed in the manifest is missing; {REBUILD_HINT}")
     size = path.stat().st_size
     if size != entry["bytes"]:
-        raise ValueError(f"shard {path} is {size} bytes but the manifest says {entry['bytes']}: it is truncated or was replaced; {REBUILD_HINT}")
+        raise ValueError(
+            f"shard {path} is {size} bytes but the manifest says {entry['bytes']}: it is truncated or was replaced; {REBUILD_HINT}"
+        )
     if checksum and file_digest(path)[1] != entry["sha256"]:
         raise ValueError(f"shard {path} fails its SHA-256 check: its content is damaged; {REBUILD_HINT}")
     return path

@@ -112,8 +112,13 @@ class ShardSet:
         """``{absolute image path: key}`` of the subjects of ``splits``, paths resolved as pair lists resolve them
         (a pre-aligned subject's aligned copy, which its pair lists name, as well as its source image)."""
         wanted = set(splits)
-        return {resolve_path(subject[name], self.directory): subject["key"] for subject in self.manifest["subjects"]
-                if subject["split"] in wanted for name in ("image", "aligned_image") if name in subject}
+        return {
+            resolve_path(subject[name], self.directory): subject["key"]
+            for subject in self.manifest["subjects"]
+            if subject["split"] in wanted
+            for name in ("image", "aligned_image")
+            if name in subject
+        }
 
     def pairs(self, role: str) -> list[tuple[str, str]]:
         """The ``(moving key, fixed key)`` pairs of the folder's pair list of ``role``, mapped to subjects by image path.
@@ -129,8 +134,9 @@ class ShardSet:
         if role not in PAIR_LIST_NAMES:
             raise ValueError(f"pair role must be one of {', '.join(PAIR_LIST_NAMES)}, got '{role}'")
         if role not in self.manifest["pairs"]:
-            raise ValueError(f"{self.directory} has no {role} pairs: it was built without a {role} split "
-                             f"(layout {self.manifest.get('layout')})")
+            raise ValueError(
+                f"{self.directory} has no {role} pairs: it was built without a {role} split (layout {self.manifest.get('layout')})"
+            )
         path = self.directory / self.manifest["pairs"][role]
         by_image = self.subject_images([role])
         pairs = []
@@ -162,8 +168,16 @@ class ShardVolumeStream(IterableDataset):
         start: Position in the run the stream starts from (reseeds it; see :class:`ShardPairStream`).
     """
 
-    def __init__(self, shard_dir: str | os.PathLike, split: str = "train", seed: int = 0, endless: bool = False,
-                 rank: int | None = None, world_size: int | None = None, start: int = 0) -> None:
+    def __init__(
+        self,
+        shard_dir: str | os.PathLike,
+        split: str = "train",
+        seed: int = 0,
+        endless: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        start: int = 0,
+    ) -> None:
         self.shard_set = ShardSet(shard_dir)
         self.split, self.seed, self.endless, self.start = split, seed, endless, start
         self.rank, self.world_size = distributed_position(rank, world_size)
@@ -223,8 +237,15 @@ class ShardPairStream(IterableDataset):
         ValueError: (when iterated) a reader whose share holds fewer than 2 subjects.
     """
 
-    def __init__(self, shard_dir: str | os.PathLike, seed: int = 0, pool_size: int = DEFAULT_POOL_SIZE,
-                 rank: int | None = None, world_size: int | None = None, start: int = 0) -> None:
+    def __init__(
+        self,
+        shard_dir: str | os.PathLike,
+        seed: int = 0,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        rank: int | None = None,
+        world_size: int | None = None,
+        start: int = 0,
+    ) -> None:
         if pool_size < 2:
             raise ValueError(f"pool_size (data.shuffle_buffer) must be >= 2, got {pool_size}")
         self.volumes = ShardVolumeStream(shard_dir, "train", seed, endless=True, rank=rank, world_size=world_size, start=start)

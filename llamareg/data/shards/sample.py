@@ -46,7 +46,9 @@ def encode_sample(key: str, image: np.ndarray, labels: np.ndarray, meta: dict[st
         ['__key__', 'image.npy', 'labels.npy', 'meta.json']
     """
     if image.dtype != np.float32 or image.ndim != 3 or labels.shape != image.shape:
-        raise ValueError(f"subject {key}: need a 3D float32 image and labels of its shape, got {image.dtype} {image.shape} and {labels.shape}")
+        raise ValueError(
+            f"subject {key}: need a 3D float32 image and labels of its shape, got {image.dtype} {image.shape} and {labels.shape}"
+        )
     return {
         "__key__": key,
         IMAGE_MEMBER: _npy_bytes(image),

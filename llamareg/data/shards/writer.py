@@ -35,8 +35,13 @@ DEFAULT_SHARD_MB = 128.0
 # The single pair list of format version 1, which an --overwrite of such a folder removes too.
 FORMAT_1_PAIR_LIST = "eval_pairs.json"
 # Files a build writes; --overwrite removes exactly these (the manifest first) and nothing else.
-OUTPUT_PATTERNS = (*(f"{split}-*.tar" for split in SPLITS), *PAIR_LIST_NAMES.values(), FORMAT_1_PAIR_LIST, "labels/*.nii.gz",
-                   "nifti/*/*.nii.gz")
+OUTPUT_PATTERNS = (
+    *(f"{split}-*.tar" for split in SPLITS),
+    *PAIR_LIST_NAMES.values(),
+    FORMAT_1_PAIR_LIST,
+    "labels/*.nii.gz",
+    "nifti/*/*.nii.gz",
+)
 
 
 def prepare_output(out: Path, overwrite: bool) -> None:
@@ -148,7 +153,12 @@ class ShardSetWriter:
         (self.out / MANIFEST_NAME).unlink(missing_ok=True)
         for path in [path for pattern in OUTPUT_PATTERNS for path in self.out.glob(pattern)]:
             path.unlink(missing_ok=True)
-        for folder in (self.out / "labels", *sorted(self.out.glob("nifti/*")), self.out / "nifti", *([self.out] if self._created_out else [])):
+        for folder in (
+            self.out / "labels",
+            *sorted(self.out.glob("nifti/*")),
+            self.out / "nifti",
+            *([self.out] if self._created_out else []),
+        ):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
 
@@ -198,8 +208,14 @@ class ShardSetWriter:
             # One spacing when every subject was resampled to it; per subject otherwise.
             "spacing_mm": list(spacings.pop()) if len(spacings) == 1 else None,
             "label_ids": sorted({label for s in self.subjects for label in s["label_ids"]}),
-            "counts": {"subjects": len(self.subjects), **counts, "val_pairs": len(val_pairs), "test_pairs": len(test_pairs or []),
-                       "shards": len(shards), "skipped": len(details.get("skipped", []))},
+            "counts": {
+                "subjects": len(self.subjects),
+                **counts,
+                "val_pairs": len(val_pairs),
+                "test_pairs": len(test_pairs or []),
+                "shards": len(shards),
+                "skipped": len(details.get("skipped", [])),
+            },
             "pairs": {role: PAIR_LIST_NAMES[role] for role in lists},
             "shards": shards,
             "subjects": self.subjects,
@@ -210,7 +226,15 @@ class ShardSetWriter:
         mode = stat.S_IMODE((self.out / shards[0]["name"]).stat().st_mode)
         for name in (*manifest["pairs"].values(), MANIFEST_NAME):
             (self.out / name).chmod(mode)
-        logger.info("wrote %d subjects (%d train, %d val, %d test) in %d shards, %d validation and %d test pairs to %s",
-                    len(self.subjects), counts["train"], counts["val"], counts["test"], len(shards), len(val_pairs),
-                    len(test_pairs or []), self.out)
+        logger.info(
+            "wrote %d subjects (%d train, %d val, %d test) in %d shards, %d validation and %d test pairs to %s",
+            len(self.subjects),
+            counts["train"],
+            counts["val"],
+            counts["test"],
+            len(shards),
+            len(val_pairs),
+            len(test_pairs or []),
+            self.out,
+        )
         return manifest

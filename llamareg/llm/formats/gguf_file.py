@@ -74,8 +74,10 @@ class GGUFLlamaReader:
             raise ValueError(f"{self.path}: {error}") from None
         key_length = self._field("llama.attention.key_length", spec.head_dim)
         if key_length != spec.head_dim:
-            raise ValueError(f"{self.path}: llama.attention.key_length {key_length} differs from "
-                             f"embedding_length / head_count = {spec.head_dim}; such models are not supported")
+            raise ValueError(
+                f"{self.path}: llama.attention.key_length {key_length} differs from "
+                f"embedding_length / head_count = {spec.head_dim}; such models are not supported"
+            )
         return spec
 
     def _take(self, name: str, expected: tuple[int, ...]) -> torch.Tensor:

@@ -20,10 +20,11 @@ def spec_from_hf_config(config_path: Path) -> LlamaSpec:
     config = json.loads(config_path.read_text())
     model_type = config.get("model_type", "llama")
     if model_type != "llama":
-        raise ValueError(f"{config_path}: model_type is {model_type!r}; only LLaMA-architecture checkpoints (model_type 'llama') "
-                         "are supported, e.g. meta-llama/Llama-2-7b-hf")
-    missing = [k for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
-               if k not in config]
+        raise ValueError(
+            f"{config_path}: model_type is {model_type!r}; only LLaMA-architecture checkpoints (model_type 'llama') "
+            "are supported, e.g. meta-llama/Llama-2-7b-hf"
+        )
+    missing = [k for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers") if k not in config]
     if missing:
         raise ValueError(f"{config_path}: missing {', '.join(missing)}; not a LLaMA-style config")
     if config.get("attention_bias") or config.get("mlp_bias"):
@@ -41,8 +42,10 @@ def spec_from_hf_config(config_path: Path) -> LlamaSpec:
         raise ValueError(f"{config_path}: {error}") from None
     head_dim = config.get("head_dim")
     if head_dim is not None and head_dim != spec.head_dim:
-        raise ValueError(f"{config_path}: head_dim {head_dim} differs from hidden_size / num_attention_heads = "
-                         f"{spec.head_dim}; such models are not supported")
+        raise ValueError(
+            f"{config_path}: head_dim {head_dim} differs from hidden_size / num_attention_heads = "
+            f"{spec.head_dim}; such models are not supported"
+        )
     return spec
 
 
@@ -56,8 +59,10 @@ def _weight_map(folder: Path) -> dict[str, Path]:
         return {name: folder / file for name, file in weight_map.items()}
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no *.safetensors file (pytorch_model.bin is not read); "
-                                f"re-save the model with save_pretrained(..., safe_serialization=True)")
+        raise FileNotFoundError(
+            f"{folder}: no *.safetensors file (pytorch_model.bin is not read); "
+            f"re-save the model with save_pretrained(..., safe_serialization=True)"
+        )
     weight_map = {}
     for file in files:
         with safe_open(file, framework="pt") as handle:
@@ -87,8 +92,7 @@ class HuggingFaceReader:
         """Read ``names`` (our name -> stored key), grouped by shard, checking shapes before reading data."""
         missing = [key for key in names.values() if key not in self._files]
         if missing:
-            raise ValueError(f"{self.folder}: tensor {missing[0]} not found; the checkpoint is incomplete "
-                             f"or not a LLaMA model")
+            raise ValueError(f"{self.folder}: tensor {missing[0]} not found; the checkpoint is incomplete or not a LLaMA model")
         by_file: dict[Path, list[str]] = {}
         for ours, key in names.items():
             by_file.setdefault(self._files[key], []).append(ours)

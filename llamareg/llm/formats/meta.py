@@ -39,8 +39,10 @@ class MetaReader:
     def __init__(self, folder: Path) -> None:
         shards = sorted(folder.glob("consolidated.*.pth"))
         if len(shards) > 1:
-            raise ValueError(f"{folder}: {len(shards)} consolidated.NN.pth shards; only single-shard Meta "
-                             f"checkpoints (e.g. LLaMA-2-7B) are supported, convert larger ones to Hugging Face format")
+            raise ValueError(
+                f"{folder}: {len(shards)} consolidated.NN.pth shards; only single-shard Meta "
+                f"checkpoints (e.g. LLaMA-2-7B) are supported, convert larger ones to Hugging Face format"
+            )
         if not shards:
             raise FileNotFoundError(f"{folder}: no consolidated.00.pth next to params.json")
         self.folder = folder

@@ -9,10 +9,12 @@ from llamareg.llm.spec import LlamaSpec
 __all__ = ["KNOWN_SPECS", "RandomReader"]
 
 KNOWN_SPECS: dict[str, LlamaSpec] = {
-    "llama-2-7b": LlamaSpec(hidden_size=4096, intermediate_size=11008, num_attention_heads=32,
-                            num_key_value_heads=32, rms_norm_eps=1e-5, num_hidden_layers=32),
-    "smollm2-135m": LlamaSpec(hidden_size=576, intermediate_size=1536, num_attention_heads=9,
-                              num_key_value_heads=3, rms_norm_eps=1e-5, num_hidden_layers=30),
+    "llama-2-7b": LlamaSpec(
+        hidden_size=4096, intermediate_size=11008, num_attention_heads=32, num_key_value_heads=32, rms_norm_eps=1e-5, num_hidden_layers=32
+    ),
+    "smollm2-135m": LlamaSpec(
+        hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3, rms_norm_eps=1e-5, num_hidden_layers=30
+    ),
 }
 
 # Hugging Face's LlamaConfig.initializer_range: linear weights ~ N(0, 0.02), norm weights = 1.
@@ -31,8 +33,7 @@ class RandomReader:
 
     def __init__(self, model_name: str, seed: int) -> None:
         if model_name not in KNOWN_SPECS:
-            raise ValueError(f"unknown model 'random:{model_name}'; choose one of "
-                             f"{', '.join('random:' + name for name in KNOWN_SPECS)}")
+            raise ValueError(f"unknown model 'random:{model_name}'; choose one of {', '.join('random:' + name for name in KNOWN_SPECS)}")
         self.spec = KNOWN_SPECS[model_name]
         self.description = f"random:{model_name}"
         self.seed = seed
