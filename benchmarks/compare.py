@@ -1,19 +1,13 @@
 """Every method trained for the same budget with several seeds, each scored on anatomy no training or
 validation pair used, with identity and ANTs SyN as rows and paired statistics between methods.
 
-Learned methods train through ``llamareg.commands.train.run`` on their preset's data (``cpu-<name>``;
-``--data SHARD_DIR`` for a shard folder) with ``train.seed`` = 0, 1, ... (``--seeds``); the
-checkpoint each run keeps, ``checkpoints/best.pt``, is chosen on its validation pairs. Each is then
-loaded with ``load_trained_model`` and registers the test pairs as ``llamareg register`` does
-(``llamareg.evaluation.scoring``): a shard folder's ``test_pairs.json``, otherwise the dev-test set
-(MNI152 under random smooth deformations, a seed stream no training or validation pair uses).
-Multi-phase schedules split the budget: LapIRN in its release's proportions, three LLaMA-Reg steps as
-cpu-cascade.
-
-Outputs in ``--out``: ``table.md`` (mean +- sd across seeds of each seed's mean Dice; comparisons:
-the pooled paired difference with its hierarchical bootstrap 95 % interval over seeds and pairs and
-a Wilcoxon p-value, ``llamareg.evaluation.statistics.seed_pooled_difference``), ``results.json`` and
-``pairs.csv``; ``runs/<method>/seed<k>/`` (checkpoints, not for git). A finished run is reused.
+Learned methods train through ``llamareg.commands.train.run`` (preset ``cpu-<name>``, or ``--data``) with
+``train.seed`` 0, 1, ...; each run's ``best.pt`` (chosen on its validation pairs) is loaded with
+``load_trained_model`` and registers the test pairs as ``llamareg register`` does: a shard folder's
+``test_pairs.json``, else the dev-test set (a seed stream no training or validation pair uses).
+Schedules split the budget: LapIRN in its release's proportions, three LLaMA-Reg steps as cpu-cascade.
+Writes ``table.md`` (mean +- sd across seeds; comparisons by ``seed_pooled_difference``),
+``results.json``, ``pairs.csv`` and ``runs/<method>/seed<k>/`` (not for git; a finished run is reused).
 
 Usage:
     python benchmarks/compare.py --out DIR [--iters N] [--seeds 3] [--pairs 12] [--methods identity llamareg ...]
@@ -165,21 +159,9 @@ def comparisons(scores: dict[str, dict[int, list[dict]]]) -> list[dict[str, Any]
     learned = [m for m in scores if METHODS[m][1] is not None]
     wanted = [(m, ref) for m in learned for ref in ("identity", "ants-syn") if ref in scores]
     wanted += [(m, other) for m in learned if m.startswith("llamareg") for other in learned if not other.startswith("llamareg")]
-    rows = []
-    for a, b in wanted:
-        result = seed_pooled_difference(dice_array(scores[a]), dice_array(scores[b]))
-        rows.append(
-            {
-                "a": a,
-                "b": b,
-                "mean": result.mean,
-                "low": result.low,
-                "high": result.high,
-                "p_wilcoxon": result.p_wilcoxon,
-                "verdict": result.verdict,
-            }
-        )
-    return rows
+    results = {(a, b): seed_pooled_difference(dice_array(scores[a]), dice_array(scores[b])) for a, b in wanted}
+    keys = ("mean", "low", "high", "p_wilcoxon", "verdict")
+    return [{"a": a, "b": b, **{key: getattr(result, key) for key in keys}} for (a, b), result in results.items()]
 
 
 def render(scores, status, training, rows, args: argparse.Namespace, pairs_path: str) -> str:
@@ -239,18 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pairs_path = str(test_pairs(args.out, args.pairs, args.data))
     report = render(scores, status, training, rows, args, pairs_path)
     write_text(args.out / "table.md", report)
-    write_json(
-        args.out / "results.json",
-        {
-            "pairs": pairs_path,
-            "iters": args.iters,
-            "seeds": args.seeds,
-            "status": status,
-            "scores": scores,
-            "train_seconds_per_iteration": training,
-            "comparisons": rows,
-        },
-    )
+    results = {"pairs": pairs_path, "iters": args.iters, "seeds": args.seeds, "status": status, "scores": scores}
+    write_json(args.out / "results.json", {**results, "train_seconds_per_iteration": training, "comparisons": rows})
     with open(args.out / "pairs.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", "seed", "pair", "dice", "folding_pct", "seconds"])
