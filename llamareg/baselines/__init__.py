@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from llamareg.baselines.common import RegistrationNetwork, objective_images
+from llamareg.baselines.common import RegistrationNetwork
 from llamareg.baselines.lapirn import LapIRN
 from llamareg.baselines.transmatch import TransMatch
 from llamareg.baselines.transmorph import TransMorph
@@ -148,6 +148,5 @@ __all__ = [
     "VoxelMorph",
     "VoxelMorphPackage",
     "build_baseline",
-    "objective_images",
     "size_names",
 ]

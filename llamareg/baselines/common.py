@@ -67,38 +67,10 @@ def check_shape(shape: object, stride: int, name: str = "shape") -> tuple[int, i
     return sizes  # type: ignore[return-value]
 
 
-def pool_to(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """``image`` average-pooled by repeated 2x2x2 pooling (as :func:`llamareg.spatial.pyramid.image_pyramid`) to ``size``."""
-    size, dtype = tuple(size), image.dtype
-    while tuple(image.shape[2:]) != size:
-        if any(s < t or s % 2 for s, t in zip(image.shape[2:], size)):
-            raise ValueError(f"cannot reach {size} from {tuple(image.shape[2:])} by halving")
-        image = F.avg_pool3d(image.float(), 2)  # fp32: the CPU has no half-precision avg_pool3d
-    return image.to(dtype)
-
-
 def half_resolution(image: torch.Tensor) -> torch.Tensor:
     """3x3x3 stride-2 average pooling (padding 1, zeros counted), TransMorph's input to the 1/2-resolution
     skip; pooled in fp32 (the CPU has no half-precision avg_pool3d)."""
     return F.avg_pool3d(image.float(), 3, stride=2, padding=1).to(image.dtype)
-
-
-def objective_images(moving: torch.Tensor, fixed: torch.Tensor, flows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pair at the resolution of ``flows[-1]``, for :class:`llamareg.training.objective.MultiScaleObjective`.
-
-    The objective scores flow ``i`` of ``n`` against the images pooled ``n-1-i`` times, assuming the
-    last flow has the images' resolution. While LapIRN trains its coarser levels the last flow is at
-    1/4 or 1/2 resolution, so pass the images pooled to it:
-    ``objective(*objective_images(moving, fixed, flows), flows)``. For every other model (and LapIRN
-    with all levels active) the images come back unchanged.
-
-    Example:
-        >>> m, f = objective_images(torch.zeros(1, 1, 16, 16, 16), torch.zeros(1, 1, 16, 16, 16), [torch.zeros(1, 3, 4, 4, 4)])
-        >>> tuple(m.shape)
-        (1, 1, 4, 4, 4)
-    """
-    size = flows[-1].shape[2:]
-    return pool_to(moving, size), pool_to(fixed, size)
 
 
 class RegistrationNetwork(ParameterBookkeeping):

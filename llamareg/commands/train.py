@@ -72,11 +72,11 @@ def run(config: Config, resume: bool = False, step: int | None = None, ds: str |
 
     from llamareg.distributed import init_distributed, load_deepspeed_config
     from llamareg.distributed.ds_config import read_deepspeed_json
-    from llamareg.training.trainer import resolve_device
+    from llamareg.devices import resolve_device
 
     read_deepspeed_json(ds)  # a missing or broken file is reported before DeepSpeed and the process group start
 
-    device_type = resolve_device(config.train.device).type
+    device_type = resolve_device(config.train.device, "train.device").type
     context = init_distributed(device_type)
     try:
         ds_config, config = load_deepspeed_config(ds, config, context.world_size, device_type)

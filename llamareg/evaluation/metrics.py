@@ -9,8 +9,15 @@ import torch
 
 from llamareg.inference.images import NiftiVolume
 from llamareg.inference.registration import Registration, grid_of, warp_to_fixed
-from llamareg.metrics import dice_per_label, folding_percentage, hausdorff95, non_diffeomorphic_volume, sdlogj_l2r
-from llamareg.training.validation import foreground_labels
+from llamareg.metrics import (
+    dice_per_label,
+    folding_percentage,
+    foreground_labels,
+    hausdorff95,
+    nanmean,
+    non_diffeomorphic_volume,
+    sdlogj_l2r,
+)
 
 
 @dataclass(frozen=True)
@@ -51,16 +58,11 @@ class PairMetrics:
 
     @property
     def mean_hd95(self) -> float:
-        return _nanmean(self.hd95)
+        return nanmean(self.hd95)
 
     @property
     def mean_hd95_identity(self) -> float:
-        return _nanmean(self.hd95_identity)
-
-
-def _nanmean(values: list[float]) -> float:
-    kept = [v for v in values if not np.isnan(v)]
-    return float(np.mean(kept)) if kept else float("nan")
+        return nanmean(self.hd95_identity)
 
 
 def voxel_displacement(displacement: np.ndarray, affine: np.ndarray) -> torch.Tensor:

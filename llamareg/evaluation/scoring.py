@@ -19,8 +19,7 @@ from llamareg.evaluation.metrics import voxel_displacement
 from llamareg.inference.model_io import TrainedModel
 from llamareg.inference.pairs import PAIR_KEYS, LoadedPair, PairPaths, check_pair, load_pair, read_pair_list
 from llamareg.inference.registration import grid_of, register_pair, warp_to_fixed
-from llamareg.metrics import dice_per_label, folding_percentage
-from llamareg.training.validation import foreground_labels
+from llamareg.metrics import dice_per_label, folding_percentage, foreground_labels
 
 
 def mean_dice(warped_labels: np.ndarray, fixed_labels: np.ndarray, moving_labels: np.ndarray) -> float:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from llamareg.config import Config, config_from_dict
+from llamareg.devices import resolve_device
 from llamareg.inference.pretrained import (
     MODEL_FILE,
     SHIPPED_REFERENCE,
@@ -97,7 +98,7 @@ def load_trained_model(
         ValueError: it is not a llamareg checkpoint or exported model, or does not fit the model its
             config builds, or the LLM layers differ from the ones it was trained with.
     """
-    resolved = _device(device)
+    resolved = resolve_device(device, "--device")
     shipped = path is None
     path = _model_file(path, shipped_folder)
     exported = is_exported_model(path)
@@ -145,13 +146,3 @@ def _as_model_dtypes(weights: dict[str, torch.Tensor], model: nn.Module) -> dict
         return tensor.to(target.dtype) if floating else tensor
 
     return {name: cast(name, tensor) for name, tensor in weights.items()}
-
-
-def _device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got '{name}'")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -80,3 +81,24 @@ def mean_dice(pred: torch.Tensor, target: torch.Tensor, labels: Sequence[int]) -
         [0.5]
     """
     return torch.nanmean(dice_per_label(pred, target, labels), dim=1)
+
+
+def foreground_labels(*label_maps: torch.Tensor) -> list[int]:
+    """Label ids present in any of the maps, background (0) excluded."""
+    ids = set()
+    for labels in label_maps:
+        ids.update(int(v) for v in torch.unique(labels).tolist())
+    ids.discard(0)
+    return sorted(ids)
+
+
+def nanmean(values: Sequence[float]) -> float:
+    """The mean of the values that are not NaN (NaN when none is): a label absent from both maps of a
+    pair has no Dice, and averages leave it out.
+
+    Example:
+        >>> nanmean([0.5, float("nan"), 0.7])
+        0.6
+    """
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else float("nan")

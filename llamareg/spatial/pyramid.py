@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -21,3 +23,13 @@ def image_pyramid(image: torch.Tensor, levels: int = 3) -> list[torch.Tensor]:
         # Pooled in fp32: the CPU has no fp16 avg_pool3d (DeepSpeed fp16 runs the model in half).
         pyramid.insert(0, F.avg_pool3d(pyramid[0].float(), 2).to(image.dtype))
     return pyramid
+
+
+def pool_to(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``image`` average-pooled by repeated 2x2x2 pooling (as :func:`llamareg.spatial.pyramid.image_pyramid`) to ``size``."""
+    size, dtype = tuple(size), image.dtype
+    while tuple(image.shape[2:]) != size:
+        if any(s < t or s % 2 for s, t in zip(image.shape[2:], size)):
+            raise ValueError(f"cannot reach {size} from {tuple(image.shape[2:])} by halving")
+        image = F.avg_pool3d(image.float(), 2)  # fp32: the CPU has no half-precision avg_pool3d
+    return image.to(dtype)

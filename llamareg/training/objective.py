@@ -11,7 +11,7 @@ from llamareg.losses.overlap import soft_dice_loss
 from llamareg.losses.regularization import diffusion
 from llamareg.losses.similarity import similarity_loss
 from llamareg.spatial.functional import warp
-from llamareg.spatial.pyramid import image_pyramid
+from llamareg.spatial.pyramid import image_pyramid, pool_to
 
 
 class MultiScaleObjective(nn.Module):
@@ -95,3 +95,21 @@ class MultiScaleObjective(nn.Module):
             terms["flow_error"] = error.detach()
         terms["loss"] = total.detach()
         return total, terms
+
+
+def objective_images(moving: torch.Tensor, fixed: torch.Tensor, flows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair at the resolution of ``flows[-1]``, for :class:`llamareg.training.objective.MultiScaleObjective`.
+
+    The objective scores flow ``i`` of ``n`` against the images pooled ``n-1-i`` times, assuming the
+    last flow has the images' resolution. While LapIRN trains its coarser levels the last flow is at
+    1/4 or 1/2 resolution, so pass the images pooled to it:
+    ``objective(*objective_images(moving, fixed, flows), flows)``. For every other model (and LapIRN
+    with all levels active) the images come back unchanged.
+
+    Example:
+        >>> m, f = objective_images(torch.zeros(1, 1, 16, 16, 16), torch.zeros(1, 1, 16, 16, 16), [torch.zeros(1, 3, 4, 4, 4)])
+        >>> tuple(m.shape)
+        (1, 1, 4, 4, 4)
+    """
+    size = flows[-1].shape[2:]
+    return pool_to(moving, size), pool_to(fixed, size)

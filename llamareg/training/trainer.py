@@ -14,13 +14,13 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from tqdm import tqdm
 
 from llamareg.atomic import write_json
-from llamareg.baselines.common import objective_images
 from llamareg.config import Config
+from llamareg.devices import resolve_device
 from llamareg.distributed.context import DistributedContext
 from llamareg.networks.memory_format import memory_format_of
 from llamareg.tracking import TrainingRun, plot_training_curves
 from llamareg.training.memory import peak_memory_mb, reset_peak_memory
-from llamareg.training.objective import MultiScaleObjective
+from llamareg.training.objective import MultiScaleObjective, objective_images
 from llamareg.training.optimization import DeepSpeedOptimization, LocalOptimization
 from llamareg.training.selection import SELECTION_FILE, data_roles, phase_entry, selection_record
 from llamareg.training.validation import evaluate_pairs, summarize
@@ -46,15 +46,6 @@ def check_resume_config(saved: dict[str, Any], config: Config, where: Path) -> N
                     f"--resume: {section}.{key} is {value!r} but {where} was trained with "
                     f"{saved[section].get(key)!r}; resume with the run's own config"
                 )
-
-
-def resolve_device(name: str, context: DistributedContext = DistributedContext()) -> torch.device:
-    """``train.device`` as a torch device; a rank on a GPU machine takes the GPU of its local rank."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
-    return torch.device("cuda", context.local_rank) if name == "cuda" else torch.device(name)
 
 
 def rank_examples(start_iteration: int, iterations: int, batch: int, accumulation: int, context: DistributedContext) -> list[int]:
@@ -127,7 +118,7 @@ class Trainer:
         self.config = config
         self.context = context
         self.out = Path(config.train.out)
-        self.device = resolve_device(config.train.device, context)
+        self.device = resolve_device(config.train.device, "train.device", context.local_rank)
         self.model = model.to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its algorithms once

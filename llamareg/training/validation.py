@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
 from torch import nn
 
 from llamareg.metrics.jacobian import folding_percentage, sdlogj_l2r
-from llamareg.metrics.overlap import dice_per_label
+from llamareg.metrics.overlap import dice_per_label, foreground_labels, nanmean
 from llamareg.spatial.functional import warp
 from llamareg.training.precision import Precision
 from llamareg.training.selection import pair_identity
-
-
-def _nanmean(values: list[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else float("nan")
-
-
-def foreground_labels(*label_maps: torch.Tensor) -> list[int]:
-    """Label ids present in any of the maps, background (0) excluded."""
-    ids = set()
-    for labels in label_maps:
-        ids.update(int(v) for v in torch.unique(labels).tolist())
-    ids.discard(0)
-    return sorted(ids)
 
 
 @torch.no_grad()
@@ -61,8 +46,8 @@ def evaluate_pairs(
             records.append(
                 {
                     "pair": None if moving_names is None or fixed_names is None else pair_identity(moving_names[index], fixed_names[index]),
-                    "dice": _nanmean(after[index]),
-                    "dice_identity": _nanmean(before[index]),
+                    "dice": nanmean(after[index]),
+                    "dice_identity": nanmean(before[index]),
                     "dice_per_label": dict(zip(labels, after[index])),
                     "folding_pct": folding[index],
                     "sdlogj_l2r": sdlogj[index],
@@ -81,11 +66,11 @@ def summarize(records: list[dict[str, object]]) -> dict[str, object]:
         for label, value in record["dice_per_label"].items():
             per_label.setdefault(label, []).append(value)
     return {
-        "dice": _nanmean([r["dice"] for r in records]),
-        "dice_identity": _nanmean([r["dice_identity"] for r in records]),
-        "dice_per_label": {str(label): _nanmean(values) for label, values in sorted(per_label.items())},
-        "folding_pct": _nanmean([r["folding_pct"] for r in records]),
-        "sdlogj_l2r": _nanmean([r["sdlogj_l2r"] for r in records]),
+        "dice": nanmean([r["dice"] for r in records]),
+        "dice_identity": nanmean([r["dice_identity"] for r in records]),
+        "dice_per_label": {str(label): nanmean(values) for label, values in sorted(per_label.items())},
+        "folding_pct": nanmean([r["folding_pct"] for r in records]),
+        "sdlogj_l2r": nanmean([r["sdlogj_l2r"] for r in records]),
         "pairs": len(records),
     }
 

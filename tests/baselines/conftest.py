@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from llamareg.baselines import objective_images
+from llamareg.training.objective import objective_images
 from llamareg.losses.similarity import mse
 from llamareg.spatial.functional import identity_grid
 from llamareg.training.objective import MultiScaleObjective

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from llamareg.baselines import CPU_SCALING, LapIRN, objective_images
+from llamareg.baselines import CPU_SCALING, LapIRN
+from llamareg.training.objective import objective_images
 from llamareg.spatial.functional import resize_flow
 
 
