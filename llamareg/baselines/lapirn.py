@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from llamareg.baselines.common import RegistrationNetwork, check_positive_int, check_shape
-from llamareg.networks.conv import Conv3d
+from llamareg.networks.conv import Conv3d, ConvTranspose3d
 from llamareg.networks.flow_fields import FlowFieldRules
 from llamareg.networks.memory_format import cat_channels
 from llamareg.spatial.functional import warp
@@ -60,7 +60,7 @@ class LapIRNLevel(nn.Module):
         for _ in range(resblocks):
             blocks += [PreActBlock(features), nn.LeakyReLU(0.2)]
         self.resblocks = nn.Sequential(*blocks)
-        self.up = nn.ConvTranspose3d(features, features, 2, stride=2, bias=False)
+        self.up = ConvTranspose3d(features, features, 2, stride=2, bias=False)
         last = Conv3d(features, 3, 3, padding=1, bias=False)
         nn.init.normal_(last.weight, std=1e-5)
         self.head = nn.Sequential(Conv3d(2 * features, features, 3, padding=1, bias=False), nn.LeakyReLU(0.2), last, nn.Softsign())

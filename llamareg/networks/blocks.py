@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from llamareg.networks.conv import Conv3d
+from llamareg.networks.conv import Conv3d, ConvTranspose3d
 
 NEGATIVE_SLOPE = 0.2
 
@@ -46,5 +46,5 @@ class FlowHead(nn.Sequential):
 
 
 def upsample_conv(in_channels: int, out_channels: int) -> nn.ConvTranspose3d:
-    """Transposed convolution doubling each spatial size (kernel 2, stride 2)."""
-    return nn.ConvTranspose3d(in_channels, out_channels, kernel_size=2, stride=2)
+    """Transposed convolution doubling each spatial size (kernel 2, stride 2; off the CPU's reference kernel)."""
+    return ConvTranspose3d(in_channels, out_channels, kernel_size=2, stride=2)

@@ -13,6 +13,12 @@ whichever of two ways moves less memory:
   ``W * x = W[:, :h] * x[:h] + W[:, h:] * x[h:]``.
 
 Same arithmetic up to float rounding, same parameters, and the input's memory format is kept.
+
+The decoder's transposed convolutions (kernel 2, stride 2) go to PyTorch's reference kernel
+(``slow_conv_transpose3d``) in float32 on the CPU whatever their size. With kernel = stride no two
+input voxels write the same output voxel, so :class:`ConvTranspose3d` computes one as a matrix product
+over channels, ``x^T W`` with ``W`` of shape ``(C_in, C_out * 8)``, and puts each voxel's eight
+outputs in place (depth-to-space): the same arithmetic, on the fast matrix-multiply kernels.
 """
 
 from __future__ import annotations
@@ -67,3 +73,43 @@ class Conv3d(nn.Conv3d):
         if self.padding_mode != "zeros":
             return super()._conv_forward(input, weight, bias)
         return conv3d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def transposed_conv3d_2x(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.conv_transpose3d(x, weight, bias, stride=2)`` for a ``(C_in, C_out, 2, 2, 2)`` kernel, as a
+    matrix product and a depth-to-space rearrangement (no reference kernel on the CPU).
+
+    Example:
+        >>> x, w, b = torch.rand(1, 3, 4, 5, 6), torch.rand(3, 2, 2, 2, 2), torch.rand(2)
+        >>> torch.allclose(transposed_conv3d_2x(x, w, b), F.conv_transpose3d(x, w, b, stride=2), atol=1e-6)
+        True
+    """
+    batch, _, depth, height, width = x.shape
+    out_channels = weight.shape[1]
+    columns = x.permute(0, 2, 3, 4, 1) @ weight.flatten(1).to(x.dtype)  # (B, D, H, W, C_out * 8)
+    out = columns.view(batch, depth, height, width, out_channels, 2, 2, 2).permute(0, 4, 1, 5, 2, 6, 3, 7)
+    out = out.reshape(batch, out_channels, 2 * depth, 2 * height, 2 * width)
+    if bias is not None:
+        out = out + bias.to(out.dtype).view(1, -1, 1, 1, 1)
+    if x.is_contiguous(memory_format=torch.channels_last_3d):
+        return out.contiguous(memory_format=torch.channels_last_3d)
+    return out.contiguous()
+
+
+class ConvTranspose3d(nn.ConvTranspose3d):
+    """``nn.ConvTranspose3d`` (same arguments, parameters and state dict); with kernel 2 and stride 2 on
+    the CPU it calls :func:`transposed_conv3d_2x` instead of PyTorch's reference kernel."""
+
+    def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        plain = (
+            self.kernel_size == (2, 2, 2)
+            and self.stride == (2, 2, 2)
+            and self.padding == (0, 0, 0)
+            and self.output_padding == (0, 0, 0)
+            and self.dilation == (1, 1, 1)
+            and self.groups == 1
+            and output_size is None
+        )
+        if not plain or input.device.type != "cpu" or input.ndim != 5:
+            return super().forward(input, output_size)
+        return transposed_conv3d_2x(input, self.weight, self.bias)

@@ -8,7 +8,7 @@ from torch.profiler import profile
 
 from llamareg.config import load_config
 from llamareg.networks import conv as conv_module
-from llamareg.networks.conv import conv3d, takes_reference_kernel
+from llamareg.networks.conv import ConvTranspose3d, conv3d, takes_reference_kernel
 from llamareg.models import build_model
 from llamareg.training.objective import MultiScaleObjective
 
@@ -33,6 +33,31 @@ def test_values_and_gradients_match_conv3d(in_channels, stride, bias, memory_for
     # Float rounding of sums in another order: differences far below the values' scale (1e-5 of it).
     for value, value_ref in zip((fast, *fast_grads), (reference, *reference_grads)):
         torch.testing.assert_close(value, value_ref, rtol=0, atol=1e-5 * value_ref.abs().max().item())
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+@pytest.mark.parametrize("bias", [True, False])
+def test_transposed_convolution_matches_pytorch_off_its_reference_kernel(memory_format, bias):
+    torch.manual_seed(0)
+    ours = ConvTranspose3d(6, 4, kernel_size=2, stride=2, bias=bias).to(memory_format=memory_format)
+    theirs = torch.nn.ConvTranspose3d(6, 4, kernel_size=2, stride=2, bias=bias).to(memory_format=memory_format)
+    theirs.load_state_dict(ours.state_dict())  # same parameters and state dict
+    x = torch.randn(1, 6, 5, 6, 7).contiguous(memory_format=memory_format)
+    results = []
+    for module in (ours, theirs):
+        inputs = x.clone().requires_grad_()
+        with profile() as profiler:
+            out = module(inputs)
+            weights = torch.linspace(-1, 1, out.numel()).view_as(out)
+            grads = torch.autograd.grad((out * weights).sum(), [inputs, *module.parameters()])
+        results.append((out, grads, {event.key for event in profiler.key_averages()}))
+    (out, grads, kernels), (reference, reference_grads, reference_kernels) = results
+    assert "aten::slow_conv_transpose3d" in reference_kernels and "aten::slow_conv_transpose3d" not in kernels
+    assert out.shape == (1, 4, 10, 12, 14) and out.is_contiguous(memory_format=memory_format)
+    for value, value_ref in zip((out, *grads), (reference, *reference_grads)):
+        torch.testing.assert_close(value, value_ref, rtol=0, atol=1e-5 * value_ref.abs().max().item())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ours(x).dtype == torch.bfloat16
 
 
 def test_only_what_pytorch_sends_to_its_reference_kernel_is_rewritten():
@@ -73,6 +98,7 @@ def test_a_training_step_keeps_its_loss_and_gradients_and_leaves_no_convolution_
         loss, grads = _step(model, objective, moving, fixed)
     kernels = {event.key for event in profiler.key_averages()}
     assert "aten::slow_conv3d_forward" not in kernels and "aten::mkldnn_convolution" in kernels
+    assert "aten::slow_conv_transpose3d" not in kernels
     monkeypatch.setattr(conv_module, "takes_reference_kernel", lambda *args: False)  # plain F.conv3d everywhere
     reference_loss, reference_grads = _step(model, objective, moving, fixed)
     assert loss == pytest.approx(reference_loss, rel=1e-5)
