@@ -113,16 +113,13 @@ class PresetRuns:
 
     @staticmethod
     def reload(path):
-        """A freshly built model from a checkpoint's own config, with its weights (as ``llamareg register`` does)."""
-        from llamareg.config import config_from_dict
-        from llamareg.models import build_model
-        from llamareg.training.checkpoint import load_model_state, read_checkpoint
+        """The checkpoint loaded as ``llamareg register`` loads it (a freshly built model from its own config,
+        with its weights), its config and its payload."""
+        from llamareg.inference.model_io import load_trained_model
+        from llamareg.training.checkpoint import read_checkpoint
 
-        payload = read_checkpoint(path)
-        config = config_from_dict(payload["config"])
-        model = build_model(config)
-        load_model_state(model, payload, str(path))
-        return model.eval(), config, payload
+        trained = load_trained_model(path, device="cpu")
+        return trained.model, trained.config, read_checkpoint(path)
 
     @staticmethod
     def val_batches(config):
@@ -146,9 +143,8 @@ class PresetRuns:
 
     @classmethod
     def check_reload_and_register(cls, checkpoint):
-        """The checkpoint reloads into a freshly built model that registers the validation pairs as they were
-        registered when it was saved, and the register/evaluate commands' loader gives the same flow."""
-        from llamareg.inference.model_io import load_trained_model
+        """The checkpoint, loaded as the register/evaluate commands load it, registers the validation pairs
+        as they were registered when it was saved (its recorded best Dice, exactly), with one field."""
         from llamareg.training.precision import Precision
         from llamareg.training.validation import evaluate
 
@@ -157,13 +153,10 @@ class PresetRuns:
         assert payload["llm_source"] is None
         result = evaluate(model, cls.val_batches(config), cpu, Precision.resolve("fp32", cpu))
         assert result["dice"] == pytest.approx(payload["best_dice"], abs=1e-12)
-        trained = load_trained_model(checkpoint, device="cpu")
         pair = next(iter(cls.val_batches(config)))
         with torch.no_grad():
-            ours = model(pair["moving"], pair["fixed"])
-            theirs = trained.model(pair["moving"], pair["fixed"])
-        assert torch.equal(ours["full_flow"], theirs["full_flow"]) and torch.equal(ours["flows"][-1], ours["full_flow"])
-        assert torch.equal(ours["warped"], theirs["warped"])
+            outputs = model(pair["moving"], pair["fixed"])
+        assert torch.equal(outputs["flows"][-1], outputs["full_flow"])
 
 
 @pytest.fixture
