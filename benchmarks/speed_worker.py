@@ -95,9 +95,14 @@ def build_official(path: str, precision: str, layout: str, overrides: list[str])
 def build(preset: str, precision: str, layout: str, overrides: list[str]):
     if preset.startswith("official="):
         return build_official(preset.split("=", 1)[1], precision, layout, overrides)
+    import llamareg.networks.llamareg as network_module
     from llamareg.config import ModelConfig, load_config
-    from llamareg.models import build_model
     from llamareg.training.objective import MultiScaleObjective
+
+    # Commits before llamareg/models.py (e.g. 5559755) kept the factory beside the network.
+    build_model = getattr(network_module, "build_model", None)
+    if build_model is None:
+        from llamareg.models import build_model
 
     if any(field.name == "memory_format" for field in dataclasses.fields(ModelConfig)):
         overrides = [*overrides, f"model.memory_format={layout}"]
