@@ -130,7 +130,7 @@ def train_and_score(method: str, seed: int, args: argparse.Namespace, pairs, ext
 
 def score_methods(args: argparse.Namespace, extra: Sequence[str]) -> tuple[dict[str, dict[int, list[dict]]], dict[str, str], dict]:
     """``{method: {seed: per-pair records}}`` (one seed, 0, for identity and ANTs), statuses and timings."""
-    pairs = load_pairs(test_pairs(args.out, args.pairs, args.data))
+    pairs = load_pairs(args.pairs_path)
     scores, status, training = {}, {}, {}
     for method in args.methods:
         started = time.perf_counter()
@@ -216,9 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.iters, args.seeds, args.pairs, extra = 5, 2, 2, TINY + extra
     if args.seeds < 1 or args.pairs < 2:
         parser.error("--seeds must be >= 1 and --pairs >= 2 (a paired interval needs two pairs)")
+    args.pairs_path = test_pairs(args.out, args.pairs, args.data)
     scores, status, training = score_methods(args, extra)
     rows = comparisons(scores)
-    pairs_path = str(test_pairs(args.out, args.pairs, args.data))
+    pairs_path = str(args.pairs_path)
     report = render(scores, status, training, rows, args, pairs_path)
     write_text(args.out / "table.md", report)
     results = {"pairs": pairs_path, "iters": args.iters, "seeds": args.seeds, "status": status, "scores": scores}

@@ -261,12 +261,13 @@ class SubjectAligner:
     def __init__(self, reference: NiftiVolume, similarity: str = "ncc", rigid: bool = False) -> None:
         self.reference, self.similarity, self.rigid = reference, similarity, rigid
         self.shape, self.affine = reference.shape, reference.affine
+        self.points = Grid(self.shape, self.affine).world_points()  # the same for every subject
 
     def __call__(self, image: np.ndarray, labels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         """``(image, labels, affine, record)`` of one subject aligned onto the reference grid."""
         subject = NiftiVolume(image.astype(np.float32), affine, None, self.reference.path)
         result = estimate_affine(self.reference, subject, self.similarity, self.rigid)
-        points = result.transform.apply(Grid(self.shape, self.affine).world_points())
+        points = result.transform.apply(self.points)
         aligned = sample_world(image.astype(np.float32), affine, points, order=1, cval=float(image.min()))
         aligned_labels = sample_world(labels, affine, points, order=0, cval=0).astype(labels.dtype)
         return aligned, aligned_labels, self.affine.copy(), result.to_dict()
