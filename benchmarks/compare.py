@@ -47,6 +47,12 @@ METHODS: dict[str, tuple[str, str | None]] = {
     "transmatch": ("TransMatch", "cpu-transmatch"),
     "llamareg": ("LLaMA-Reg, 1 step", "cpu-default"),
     "llamareg-3steps": ("LLaMA-Reg, 3 steps (step by step)", "cpu-cascade"),
+    # The paper's ablations (benchmarks/ablation.py), each against "llamareg" (pretrained layers, frozen).
+    "llamareg-random-frozen": ("LLaMA-Reg, random LLM layers, frozen", "cpu-random-llm"),
+    "llamareg-random-trained": ("LLaMA-Reg, random LLM layers, trained", "cpu-random-llm-trained"),
+    "llamareg-vit": ("LLaMA-Reg, ViT blocks instead of the LLM", "cpu-vit"),
+    "llamareg-posemb": ("LLaMA-Reg, with positional embedding", "cpu-posemb"),
+    "llamareg-inner-x4": ("LLaMA-Reg, inner adapter x4", "cpu-inner-x4"),
 }
 ANTS_ITERATIONS = (100, 70, 50)
 PHASE_SHARES = {"lapirn": (30000, 2000, 28000, 2000, 58000), "llamareg-3steps": (450, 150, 150)}
@@ -154,11 +160,15 @@ def dice_array(records: dict[int, list[dict]]) -> np.ndarray:
     return np.array([[record["dice"] for record in records[seed]] for seed in sorted(records)])
 
 
-def comparisons(scores: dict[str, dict[int, list[dict]]]) -> list[dict[str, Any]]:
-    """Every learned method against identity and ANTs SyN, and LLaMA-Reg against every other learned method."""
+def comparisons(scores: dict[str, dict[int, list[dict]]], reference: str | None = None) -> list[dict[str, Any]]:
+    """Every learned method against identity and ANTs SyN; then every other learned method against
+    ``reference`` if given, else LLaMA-Reg against every other learned method."""
     learned = [m for m in scores if METHODS[m][1] is not None]
     wanted = [(m, ref) for m in learned for ref in ("identity", "ants-syn") if ref in scores]
-    wanted += [(m, other) for m in learned if m.startswith("llamareg") for other in learned if not other.startswith("llamareg")]
+    if reference is not None:
+        wanted += [(m, reference) for m in learned if m != reference]
+    else:
+        wanted += [(m, other) for m in learned if m.startswith("llamareg") for other in learned if not other.startswith("llamareg")]
     results = {(a, b): seed_pooled_difference(dice_array(scores[a]), dice_array(scores[b])) for a, b in wanted}
     keys = ("mean", "low", "high", "p_wilcoxon", "verdict")
     return [{"a": a, "b": b, **{key: getattr(result, key) for key in keys}} for (a, b), result in results.items()]
@@ -168,7 +178,7 @@ def render(scores, status, training, rows, args: argparse.Namespace, pairs_path:
     """The Markdown report: how it was made, the method table and the comparisons."""
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} ({platform.processor() or 'CPU'}) "
-        f"by `python benchmarks/compare.py {' '.join(sys.argv[1:])}`: {args.iters} training iterations per method and seed, "
+        f"by `python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`: {args.iters} training iterations per method and seed, "
         f"seeds 0..{args.seeds - 1}, each run's checkpoint chosen on its validation pairs; scored on {pairs_path} "
         "(anatomy no training or validation pair used), network only, as `llamareg register` registers.",
         "",
@@ -208,21 +218,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=12, help="dev-test pairs when --data is not given (default 12)")
     parser.add_argument("--data", metavar="SHARD_DIR", help="shard folder: train on it, score its test pairs")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="rows (default: all)")
+    parser.add_argument("--reference", choices=list(METHODS), help="compare every other learned method with this one")
     parser.add_argument("--set", nargs="*", default=[], metavar="section.key=value", help="overrides for every learned method")
     parser.add_argument("--tiny", action="store_true", help="tiny networks, 2 iterations, 2 seeds, 2 pairs: a check that it runs")
     args = parser.parse_args(argv)
     extra = list(args.set)
     if args.tiny:
         args.iters, args.seeds, args.pairs, extra = 5, 2, 2, TINY + extra
-    if args.seeds < 1 or args.pairs < 2:
-        parser.error("--seeds must be >= 1 and --pairs >= 2 (a paired interval needs two pairs)")
+    if args.seeds < 1 or args.pairs < 2 or args.reference not in (None, *args.methods):
+        parser.error("--seeds must be >= 1, --pairs >= 2 (a paired interval needs two pairs), --reference one of --methods")
     args.pairs_path = test_pairs(args.out, args.pairs, args.data)
     scores, status, training = score_methods(args, extra)
-    rows = comparisons(scores)
-    pairs_path = str(args.pairs_path)
-    report = render(scores, status, training, rows, args, pairs_path)
+    rows = comparisons(scores, args.reference)
+    report = render(scores, status, training, rows, args, str(args.pairs_path))
     write_text(args.out / "table.md", report)
-    results = {"pairs": pairs_path, "iters": args.iters, "seeds": args.seeds, "status": status, "scores": scores}
+    results = {"pairs": str(args.pairs_path), "iters": args.iters, "seeds": args.seeds, "status": status, "scores": scores}
     write_json(args.out / "results.json", {**results, "train_seconds_per_iteration": training, "comparisons": rows})
     with open(args.out / "pairs.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -43,6 +43,9 @@ class LLMConfig:
         lora_alpha: LoRA scaling numerator (scale = alpha / rank).
         lora_dropout: Dropout on the LoRA branch.
         lora_targets: Linear layers that get LoRA (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
+        trainable: Train the layers' weights too (the optimizer gets them, checkpoints store them): the
+            paper's "random and trained" ablation, whose memory figure (10474 vs 7632 MB) implies its random
+            layers were trained. Needs ``dtype: float32`` and no LoRA.
     """
 
     source: str | None = "smollm2-135m"
@@ -55,6 +58,7 @@ class LLMConfig:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    trainable: bool = False
 
 
 # Registration networks ``model.architecture`` chooses: LLaMA-Reg, the baselines of issue 7
@@ -462,6 +466,11 @@ def validate(config: Config) -> None:
         raise ValueError(f"llm.dtype must be float32, float16 or bfloat16, got '{config.llm.dtype}'")
     if config.llm.calls < 1 or not config.llm.layers:
         raise ValueError("llm.calls must be >= 1 and llm.layers must name at least one layer")
+    if config.llm.trainable and (config.llm.dtype != "float32" or config.llm.lora_rank):
+        raise ValueError(
+            "llm.trainable=true needs llm.dtype=float32 and llm.lora_rank=0 (Adam's updates are lost in "
+            f"16-bit weights, and LoRA is the frozen alternative), got {config.llm.dtype} and rank {config.llm.lora_rank}"
+        )
     if config.train.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ValueError(f"train.precision must be auto, fp32, bf16 or fp16, got '{config.train.precision}'")
     if config.train.device not in ("auto", "cpu", "cuda"):

@@ -35,8 +35,8 @@ def check_llm_source(config: Config) -> None:
 
 
 def build_token_block(config: Config) -> nn.Module:
-    """The block between Adapter0 and the output adapters: the pretrained LLM layers (frozen, or with
-    LoRA when ``llm.lora_rank`` > 0), or trainable ViT blocks for the ablation."""
+    """The block between Adapter0 and the output adapters: the pretrained LLM layers (frozen, with LoRA
+    when ``llm.lora_rank`` > 0, or trained when ``llm.trainable``), or trainable ViT blocks for the ablation."""
     if config.model.token_block == "vit":
         return ViTBlocks(config.model.vit_width, config.model.vit_heads, config.model.vit_depth)
     check_llm_source(config)
@@ -54,6 +54,7 @@ def build_token_block(config: Config) -> nn.Module:
         source=loaded.source,
         fingerprint=loaded.fingerprint,
         layer_indices=loaded.layer_indices,
+        trainable=config.llm.trainable,
     )
     if config.llm.lora_rank:
         add_lora(llm, config.llm.lora_rank, config.llm.lora_alpha, config.llm.lora_dropout, config.llm.lora_targets)

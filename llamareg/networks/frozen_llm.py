@@ -1,4 +1,4 @@
-"""The frozen pretrained LLaMA layers, shared by every cascade step."""
+"""The pretrained LLaMA layers, frozen (or trainable for the ablation), shared by every cascade step."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from torch import nn
 
 class FrozenLLM(nn.Module):
     """Frozen decoder layers called ``calls`` times, each call followed by the model's final RMSNorm.
+
+    With ``trainable=True`` (``llm.trainable``, the paper's random-and-trained ablation) the same layers
+    are parameters of the optimizer and are saved with the checkpoint.
 
     Call ``i`` runs ``layers[i % len(layers)]``: one layer and two calls is the paper's block (layer 31
     of LLaMA-2-7B twice). The residual stream runs in fp32 and only attention and MLP in the layers'
@@ -21,6 +24,7 @@ class FrozenLLM(nn.Module):
         source: Where the layers came from (recorded in checkpoints).
         fingerprint: Hash of the loaded tensors, so a checkpoint can check it is reused with the same LLM.
         layer_indices: The layers' indices in the source model (recorded with the run).
+        trainable: Train the layers' weights instead of freezing them.
     """
 
     def __init__(
@@ -31,6 +35,7 @@ class FrozenLLM(nn.Module):
         source: str = "unknown",
         fingerprint: str = "",
         layer_indices: tuple[int, ...] = (),
+        trainable: bool = False,
     ) -> None:
         super().__init__()
         if calls < 1 or len(layers) == 0:
@@ -41,15 +46,19 @@ class FrozenLLM(nn.Module):
         self.source = source
         self.fingerprint = fingerprint
         self.layer_indices = tuple(layer_indices)
-        self.requires_grad_(False)
+        self.trainable = trainable
+        self.requires_grad_(trainable)
         self.eval()
 
     @property
     def hidden_size(self) -> int:
         return self.layers[0].input_layernorm.weight.shape[0]
 
-    def pretrained_parameter_names(self) -> list[str]:
-        """The loaded weights (never trained; LoRA factors added later are not among them)."""
+    def frozen_weight_names(self) -> list[str]:
+        """The loaded weights that never train and are reloaded from their source: all of them (LoRA
+        factors added later are not among them), or none when the layers are trainable."""
+        if self.trainable:
+            return []
         return [name for name, _ in self.named_parameters() if "lora_" not in name]
 
     def train(self, mode: bool = True) -> "FrozenLLM":

@@ -131,15 +131,16 @@ class LLaMAReg(ParameterBookkeeping):
 
     def train_only(self, steps: set[int], shared: bool) -> None:
         """Make only the given steps (0-based) trainable, and the shared parts (encoder, trainable
-        parts of the token block such as LoRA factors or ViT blocks) only if ``shared``.
+        parts of the token block such as LoRA factors, ViT blocks or ``llm.trainable`` layers) only if
+        ``shared``.
 
-        The pretrained LLM weights stay frozen whatever is asked.
+        Frozen LLM weights stay frozen whatever is asked.
         """
-        pretrained = set(self.llm.pretrained_parameter_names())
+        frozen = set(self.llm.frozen_weight_names())
         for name, parameter in self.encoder.named_parameters():
             parameter.requires_grad_(shared)
         for name, parameter in self.llm.named_parameters():
-            parameter.requires_grad_(shared and name not in pretrained)
+            parameter.requires_grad_(shared and name not in frozen)
         for index, step in enumerate(self.steps):
             step.requires_grad_(index in steps)
 

@@ -35,7 +35,7 @@ class ViTBlocks(nn.Module):
         self.hidden_size = width
         self.calls = depth
 
-    def pretrained_parameter_names(self) -> list[str]:
+    def frozen_weight_names(self) -> list[str]:
         """None: the ViT blocks train from scratch."""
         return []
 

@@ -20,15 +20,16 @@ CHECKPOINT_FORMAT = "llamareg-checkpoint-v1"
 
 
 def frozen_parameter_names(model: nn.Module) -> set[str]:
-    """The pretrained LLM weights, which never train and are reloaded from their source.
+    """The frozen LLM weights, which never train and are reloaded from their source.
 
-    Frozen cascade steps, LoRA factors and ViT blocks are stored: they were trained here. A model
+    Frozen cascade steps, LoRA factors, ViT blocks and ``llm.trainable`` layers are stored: they were
+    trained here. A model
     without an LLM (a baseline) has none.
     """
     llm = getattr(model, "llm", None)
     if llm is None:
         return set()
-    return {f"llm.{name}" for name in llm.pretrained_parameter_names()}
+    return {f"llm.{name}" for name in llm.frozen_weight_names()}
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

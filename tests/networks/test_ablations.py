@@ -22,7 +22,7 @@ SMALL = [
     "model.base_channels=4",
     "train.max_iters=8",
 ]
-ABLATIONS = ["cpu-random-llm", "cpu-vit", "cpu-posemb", "cpu-inner-x4", "cpu-lora", "cpu-two-layers"]
+ABLATIONS = ["cpu-random-llm", "cpu-random-llm-trained", "cpu-vit", "cpu-posemb", "cpu-inner-x4", "cpu-lora", "cpu-two-layers"]
 
 
 def train_briefly(model, pair, steps=8, lr=1e-3):
@@ -88,6 +88,27 @@ def test_lora_trains_only_lora_weights_yet_changes_the_llm_block(small_pairs):
     saved = trainable_state(model)
     assert any("lora_B" in key for key in saved)
     assert not any(f"llm.{name}" in saved for name in base)  # frozen pretrained weights are not copied
+
+
+def test_trainable_llm_layers_train_and_are_saved(small_pairs):
+    torch.manual_seed(0)
+    model = build_model(load_config("cpu-random-llm-trained", SMALL))
+    frozen = build_model(load_config("cpu-random-llm", SMALL))
+    assert all(p.requires_grad for p in model.llm.parameters())
+    assert not any(p.requires_grad for p in frozen.llm.parameters())
+    before = {name: p.detach().clone() for name, p in model.llm.named_parameters()}
+    train_briefly(model, small_pairs[0][0], steps=2)
+    changed = [name for name, p in model.llm.named_parameters() if not torch.equal(p, before[name])]
+    assert "layers.0.self_attn.q_proj.weight" in changed and "layers.0.mlp.down_proj.weight" in changed
+    saved = trainable_state(model)
+    assert torch.equal(saved["llm.layers.0.mlp.down_proj.weight"], model.llm.layers[0].mlp.down_proj.weight)
+    assert not any(key.startswith("llm.") for key in trainable_state(frozen))  # frozen layers are reloaded, not saved
+
+
+@pytest.mark.parametrize("override", ["llm.dtype=bfloat16", "llm.lora_rank=4"])
+def test_trainable_llm_refuses_16_bit_weights_and_lora(override):
+    with pytest.raises(ValueError, match="llm.trainable=true needs llm.dtype=float32"):
+        load_config("cpu-random-llm-trained", [override])
 
 
 def test_lora_dropout_is_active_in_training_only():
