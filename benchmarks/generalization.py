@@ -42,12 +42,12 @@ import torch
 from llamareg.atomic import write_json
 from llamareg.data.devtest import devtest_template, write_devtest
 from llamareg.data.nifti import write_nifti
-from llamareg.evaluation.metrics import voxel_displacement
+from llamareg.evaluation.pair_metrics import voxel_displacement
 from llamareg.evaluation.report import write_text
 from llamareg.evaluation.scoring import load_pairs, mean_dice, score_ants, score_identity, score_model
 from llamareg.evaluation.statistics import paired_difference
 from llamareg.inference.model_io import TrainedModel, load_trained_model
-from llamareg.inference.pairs import PairPaths, check_pair, load_pair
+from llamareg.inference.pair_files import PairPaths, check_pair, load_pair
 from llamareg.inference.registration import register_pair
 
 ANTS_ROWS = {

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> dict:
     """Build the shards ``args`` describe; returns the manifest."""
     if args.layout == "embedded":
         from llamareg.config import load_config
-        from llamareg.data.shards.embedded import export_embedded
+        from llamareg.data.shards.template_export import export_embedded
 
         given = [option for option in (*SPLIT_OPTIONS, "--align-to") if getattr(args, option.lstrip("-").replace("-", "_")) is not None]
         if given:

@@ -8,17 +8,17 @@ from pathlib import Path
 
 from llamareg.atomic import check_out_folder, write_json
 from llamareg.config import Config
-from llamareg.data.shards.pair_list import resolve_path
+from llamareg.data.shards.split_pairs import resolve_path
 from llamareg.data.shards.reader import ShardSet
 from llamareg.evaluation.figures import dice_boxplot, pair_figure
-from llamareg.evaluation.metrics import pair_metrics
+from llamareg.evaluation.pair_metrics import pair_metrics
 from llamareg.evaluation.report import PairRecord, markdown_summary, per_label_csv, per_pair_csv, summarise, write_text
 from llamareg.export.challenge import FORMATS, export_name, voxel_map, write_displacement
 from llamareg.inference.fields import jacobian_determinant_map
 from llamareg.inference.grid import grid_options
 from llamareg.inference.model_io import load_trained_model
 from llamareg.inference.outputs import nifti_like, save_nifti
-from llamareg.inference.pairs import PAIR_KEYS, PairPaths, check_pair, load_pair, pair_names, read_pair_list
+from llamareg.inference.pair_files import PAIR_KEYS, PairPaths, check_pair, load_pair, pair_names, read_pair_list
 from llamareg.inference.refine import DEFAULT_LR, check_options
 from llamareg.inference.registration import grid_of, register_pair, warp_to_fixed
 
@@ -154,7 +154,7 @@ def execute(args: argparse.Namespace) -> int:
     for pair, headers in zip(pairs, opened):
         load_pair(pair, headers)  # voxel checks up front
     if args.mlflow_run_id:
-        from llamareg.evaluation.tracking import check_run
+        from llamareg.tracking.evaluation_run import check_run
 
         check_run(args.mlflow_run_id, args.tracking_uri)
     trained = load_trained_model(args.checkpoint, llm=args.llm, device=args.device)
@@ -204,7 +204,7 @@ def execute(args: argparse.Namespace) -> int:
             pair_figure(out / f"pair_{index}.png", fixed.data, unmoved, registration.warped, registration.displacement, fixed.affine, title)
         )
     if args.mlflow_run_id:
-        from llamareg.evaluation.tracking import log_evaluation
+        from llamareg.tracking.evaluation_run import log_evaluation
 
         log_evaluation(args.mlflow_run_id, args.tracking_uri, summary, files)
     dice = summary["dice"]

@@ -1,10 +1,10 @@
 """Datasets: volumes, the embedded MNI152-based default set, NIfTI datasets as shards, and pairs formed on the fly."""
 
-from llamareg.data.embedded import build_embedded_volumes
+from llamareg.data.template_subjects import build_embedded_volumes
 from llamareg.data.layouts import LAYOUTS, DiscoveredDataset, SubjectRecord, discover
 from llamareg.data.mni152 import LABEL_NAMES, load_mni152
 from llamareg.data.nifti import read_image, read_label_map, read_subject
-from llamareg.data.pairs import EvaluationPairs, TrainingPairs, consecutive_pairs, make_pair
+from llamareg.data.pair_datasets import EvaluationPairs, TrainingPairs, consecutive_pairs, make_pair
 from llamareg.data.preprocess import Preprocessing, preprocess_subject
 from llamareg.data.shards import ShardPairStream, ShardSet, ShardVolumeStream, build_shards, export_embedded, read_manifest
 from llamareg.data.synthetic import random_intensity, random_smooth_displacement, seeded_generator, synthesize_subject

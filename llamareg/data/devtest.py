@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 from llamareg.atomic import write_json
 from llamareg.data.mni152 import load_mni152
 from llamareg.data.nifti import write_nifti
-from llamareg.data.pairs import consecutive_pairs
+from llamareg.data.pair_datasets import consecutive_pairs
 from llamareg.data.synthetic import random_intensity, random_smooth_displacement, seeded_generator
 from llamareg.data.volume import Volume
 from llamareg.spatial.functional import warp
@@ -110,7 +110,7 @@ def write_devtest(folder: str | Path, num_pairs: int, seed: int = 0, **geometry)
     """Write dev-test subjects as NIfTI and a ``pairs.json`` that ``llamareg evaluate`` reads.
 
     ``num_pairs`` pairs over ``num_pairs`` subjects, each subject moving once and fixed once
-    (:func:`~llamareg.data.pairs.consecutive_pairs`). The pair list and a ``devtest.json`` describing
+    (:func:`~llamareg.data.pair_datasets.consecutive_pairs`). The pair list and a ``devtest.json`` describing
     the set are written last.
 
     Returns:

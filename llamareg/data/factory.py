@@ -7,8 +7,8 @@ from pathlib import Path
 from torch.utils.data import Dataset, IterableDataset
 
 from llamareg.config import Config
-from llamareg.data.embedded import build_embedded_volumes
-from llamareg.data.pairs import EvaluationPairs, TrainingPairs, consecutive_pairs
+from llamareg.data.template_subjects import build_embedded_volumes
+from llamareg.data.pair_datasets import EvaluationPairs, TrainingPairs, consecutive_pairs
 from llamareg.data.synth_anatomy import AnatomyOptions, SyntheticPairs
 from llamareg.data.shards.reader import ShardPairStream, ShardSet
 

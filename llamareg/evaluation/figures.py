@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from llamareg.atomic import atomic_output
-from llamareg.evaluation.metrics import PairMetrics
+from llamareg.evaluation.pair_metrics import PairMetrics
 
 GRID_EVERY = 4  # voxels between the lines of the warped grid
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from llamareg.atomic import atomic_output
-from llamareg.evaluation.metrics import PairMetrics
+from llamareg.evaluation.pair_metrics import PairMetrics
 
 LABEL_COLUMNS = ("pair", "fixed", "moving", "label", "dice", "dice_identity", "hd95_mm", "hd95_identity_mm")
 PAIR_COLUMNS = (

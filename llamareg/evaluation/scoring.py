@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llamareg.evaluation.metrics import voxel_displacement
+from llamareg.evaluation.pair_metrics import voxel_displacement
 from llamareg.inference.model_io import TrainedModel
-from llamareg.inference.pairs import PAIR_KEYS, LoadedPair, PairPaths, check_pair, load_pair, read_pair_list
+from llamareg.inference.pair_files import PAIR_KEYS, LoadedPair, PairPaths, check_pair, load_pair, read_pair_list
 from llamareg.inference.registration import grid_of, register_pair, warp_to_fixed
 from llamareg.metrics import dice_per_label, folding_percentage, foreground_labels
 

@@ -1,7 +1,7 @@
 """Inference with a trained checkpoint: load it, check and read NIfTI inputs, register a pair."""
 
 from llamareg.inference.model_io import TrainedModel, load_trained_model
-from llamareg.inference.pairs import PairPaths, check_pair, load_pair, read_pair_list
+from llamareg.inference.pair_files import PairPaths, check_pair, load_pair, read_pair_list
 from llamareg.inference.registration import Registration, register_pair
 
 __all__ = [

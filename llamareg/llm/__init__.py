@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llamareg.llm.embedded import embedded_llm_path
+from llamareg.llm.smollm2 import embedded_llm_path
 from llamareg.llm.layers import LlamaDecoderLayer, RMSNorm
 from llamareg.llm.loader import LoadedLlama, load_llama_layers
 from llamareg.llm.spec import LlamaSpec

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from llamareg.llm.embedded import embedded_llm_path
+from llamareg.llm.smollm2 import embedded_llm_path
 from llamareg.llm.formats import LayerReader
 from llamareg.llm.formats.huggingface import HuggingFaceReader
 from llamareg.llm.formats.meta import MetaReader

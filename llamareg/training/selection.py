@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from llamareg.config import Config
-from llamareg.data.pairs import consecutive_pairs
+from llamareg.data.pair_datasets import consecutive_pairs
 
 SELECTION_FILE = "selection.json"
 SELECTION_FORMAT = "llamareg-selection-v1"

@@ -20,8 +20,8 @@ import torch
 from scipy import ndimage
 
 from llamareg.config import load_config
-from llamareg.data.embedded import build_embedded_volumes
-from llamareg.data.pairs import consecutive_pairs
+from llamareg.data.template_subjects import build_embedded_volumes
+from llamareg.data.pair_datasets import consecutive_pairs
 from llamareg.inference.model_io import load_trained_model
 from llamareg.models import build_model
 from llamareg.training.checkpoint import save_checkpoint, trainable_state

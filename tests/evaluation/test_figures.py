@@ -4,7 +4,7 @@ import numpy as np
 from matplotlib.image import imread
 
 from llamareg.evaluation.figures import dice_boxplot, pair_figure
-from llamareg.evaluation.metrics import PairMetrics
+from llamareg.evaluation.pair_metrics import PairMetrics
 
 
 def _assert_png(path):

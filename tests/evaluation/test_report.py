@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from llamareg.evaluation.metrics import PairMetrics
+from llamareg.evaluation.pair_metrics import PairMetrics
 from llamareg.evaluation.report import LABEL_COLUMNS, PairRecord, markdown_summary, per_label_csv, per_pair_csv, summarise
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from llamareg.commands.train import run
 from llamareg.config import load_config
-from llamareg.data.embedded import build_embedded_volumes
+from llamareg.data.template_subjects import build_embedded_volumes
 from llamareg.data.shards import ShardSet
 from llamareg.data.shards.writer import ShardSetWriter
 from llamareg.training.checkpoint import read_checkpoint

@@ -1,9 +1,9 @@
 """Shard folders: NIfTI datasets preprocessed once into webdataset tar shards, streamed into training."""
 
 from llamareg.data.shards.build import build_shards, plan_split
-from llamareg.data.shards.embedded import export_embedded
+from llamareg.data.shards.template_export import export_embedded
 from llamareg.data.shards.manifest import MANIFEST_NAME, read_manifest, verify_shard
-from llamareg.data.shards.pair_list import PAIR_LIST_NAMES, read_pair_list, write_pair_list
+from llamareg.data.shards.split_pairs import PAIR_LIST_NAMES, read_pair_list, write_pair_list
 from llamareg.data.shards.reader import ShardPairStream, ShardSet, ShardVolumeStream, distributed_position
 from llamareg.data.shards.writer import ShardSetWriter
 

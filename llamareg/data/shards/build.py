@@ -19,9 +19,9 @@ import numpy as np
 
 from llamareg.data.layouts import DiscoveredDataset, SubjectRecord
 from llamareg.data.nifti import read_subject, write_nifti
-from llamareg.data.pairs import consecutive_pairs
+from llamareg.data.pair_datasets import consecutive_pairs
 from llamareg.data.preprocess import Preprocessing, fitting_shape, planned_shape, preprocess_subject
-from llamareg.data.shards.pair_list import read_pair_list
+from llamareg.data.shards.split_pairs import read_pair_list
 from llamareg.data.shards.writer import DEFAULT_SHARD_MB, ShardSetWriter
 
 logger = logging.getLogger(__name__)

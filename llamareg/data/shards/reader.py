@@ -27,9 +27,9 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from llamareg.data.pairs import make_pair
+from llamareg.data.pair_datasets import make_pair
 from llamareg.data.shards.manifest import REBUILD_HINT, read_manifest, verify_shard
-from llamareg.data.shards.pair_list import PAIR_LIST_NAMES, read_pair_list, resolve_path
+from llamareg.data.shards.split_pairs import PAIR_LIST_NAMES, read_pair_list, resolve_path
 from llamareg.data.shards.sample import decode_sample
 from llamareg.data.volume import Volume
 

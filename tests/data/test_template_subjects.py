@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from llamareg.data.embedded import build_embedded_volumes
-from llamareg.data.pairs import EvaluationPairs, consecutive_pairs
+from llamareg.data.template_subjects import build_embedded_volumes
+from llamareg.data.pair_datasets import EvaluationPairs, consecutive_pairs
 from llamareg.metrics.overlap import dice_per_label
 
 

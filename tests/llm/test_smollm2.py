@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llamareg.llm import embedded_llm_path, load_llama_layers
-from llamareg.llm.embedded import find_package_file
+from llamareg.llm.smollm2 import find_package_file
 
 LAYERS = [0, 17, -1]
 

@@ -12,9 +12,9 @@ import os
 from typing import Any
 
 from llamareg.config import Config
-from llamareg.data.embedded import build_embedded_volumes
+from llamareg.data.template_subjects import build_embedded_volumes
 from llamareg.data.nifti import write_nifti
-from llamareg.data.pairs import consecutive_pairs
+from llamareg.data.pair_datasets import consecutive_pairs
 from llamareg.data.shards.writer import DEFAULT_SHARD_MB, ShardSetWriter
 
 NIFTI_FOLDER = "nifti"

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from llamareg.data.pairs import EvaluationPairs, TrainingPairs, consecutive_pairs
+from llamareg.data.pair_datasets import EvaluationPairs, TrainingPairs, consecutive_pairs
 from llamareg.data.volume import Volume
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llamareg.commands.train import run
-from llamareg.data.embedded import build_embedded_volumes
+from llamareg.data.template_subjects import build_embedded_volumes
 from llamareg.data.factory import build_pair_datasets
 from llamareg.data.nifti import read_image
 from llamareg.data.shards import ShardPairStream, ShardSet, export_embedded
