@@ -23,6 +23,8 @@ from typing import Any, Sequence
 
 import yaml
 
+from llamareg.checks import check_shape, look_up_option
+
 PRESET_PACKAGE = "llamareg.presets"
 
 
@@ -443,27 +445,20 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 def validate(config: Config) -> None:
     """Cross-field checks that a single type annotation cannot express."""
-    shape = config.data.shape
-    if len(shape) != 3 or any(s <= 0 or s % 16 for s in shape):
-        raise ValueError(f"data.shape must be three positive sizes divisible by 16, got {shape}")
+    check_shape(config.data.shape, "data.shape", multiple=16)
     if not config.data.source:
         raise ValueError("data.source must be 'synth', 'template' or the path of a shard folder, got an empty string")
     if config.data.num_workers < 0:
         raise ValueError(f"data.num_workers must be >= 0, got {config.data.num_workers}")
     if config.data.shuffle_buffer < 2:
         raise ValueError(f"data.shuffle_buffer must be >= 2 (a pair needs two volumes), got {config.data.shuffle_buffer}")
-    if config.model.flow_combination not in ("compose", "add"):
-        raise ValueError(f"model.flow_combination must be 'compose' or 'add', got '{config.model.flow_combination}'")
-    if config.model.memory_format not in ("auto", "contiguous", "channels_last"):
-        raise ValueError(f"model.memory_format must be auto, contiguous or channels_last, got '{config.model.memory_format}'")
-    if config.model.token_block not in ("llm", "vit"):
-        raise ValueError(f"model.token_block must be 'llm' or 'vit', got '{config.model.token_block}'")
-    if config.train.schedule not in ("step-by-step", "joint", "lapirn"):
-        raise ValueError(f"train.schedule must be 'step-by-step', 'joint' or 'lapirn', got '{config.train.schedule}'")
+    look_up_option(config.model.flow_combination, ("compose", "add"), "model.flow_combination")
+    look_up_option(config.model.memory_format, ("auto", "contiguous", "channels_last"), "model.memory_format")
+    look_up_option(config.model.token_block, ("llm", "vit"), "model.token_block")
+    look_up_option(config.train.schedule, ("step-by-step", "joint", "lapirn"), "train.schedule")
     if config.model.steps < 1:
         raise ValueError(f"model.steps must be >= 1, got {config.model.steps}")
-    if config.llm.dtype not in ("float32", "float16", "bfloat16"):
-        raise ValueError(f"llm.dtype must be float32, float16 or bfloat16, got '{config.llm.dtype}'")
+    look_up_option(config.llm.dtype, ("float32", "float16", "bfloat16"), "llm.dtype")
     if config.llm.calls < 1 or not config.llm.layers:
         raise ValueError("llm.calls must be >= 1 and llm.layers must name at least one layer")
     if config.llm.trainable and (config.llm.dtype != "float32" or config.llm.lora_rank):
@@ -471,10 +466,8 @@ def validate(config: Config) -> None:
             "llm.trainable=true needs llm.dtype=float32 and llm.lora_rank=0 (Adam's updates are lost in "
             f"16-bit weights, and LoRA is the frozen alternative), got {config.llm.dtype} and rank {config.llm.lora_rank}"
         )
-    if config.train.precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise ValueError(f"train.precision must be auto, fp32, bf16 or fp16, got '{config.train.precision}'")
-    if config.train.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"train.device must be auto, cpu or cuda, got '{config.train.device}'")
+    look_up_option(config.train.precision, ("auto", "fp32", "bf16", "fp16"), "train.precision")
+    look_up_option(config.train.device, ("auto", "cpu", "cuda"), "train.device")
     _validate_architecture(config)
     for key in ("max_iters", "batch_size", "grad_accumulation", "val_every", "log_every"):
         if getattr(config.train, key) < 1:
@@ -502,8 +495,7 @@ def flow_count(config: Config) -> int:
 
 def _validate_architecture(config: Config) -> None:
     model, train = config.model, config.train
-    if model.architecture not in ARCHITECTURES:
-        raise ValueError(f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got '{model.architecture}'")
+    look_up_option(model.architecture, ARCHITECTURES, "model.architecture")
     if model.architecture == "llamareg":
         if model.sizes:
             raise ValueError(f"model.sizes is for baselines; LLaMA-Reg is sized by model.base_channels and friends, got {model.sizes}")

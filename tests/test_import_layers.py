@@ -1,7 +1,8 @@
 """The package's layers: the ground floor imports nothing above it (deepali's rule).
 
 Every import statement (at module level or inside a function) of the modules in ``networks/``,
-``spatial/`` and ``config.py`` is read from the source; none may name a package above them.
+``spatial/`` and ``config.py`` is read from the source; none may name a package above them. ``checks.py``,
+below them all, imports nothing of llamareg (nor torch).
 """
 
 import ast
@@ -37,6 +38,11 @@ def imported_modules(path: Path) -> list[str]:
 def test_ground_floor_modules_import_nothing_above_them(path):
     offending = sorted({name for name in imported_modules(path) if name.startswith(ABOVE)})
     assert not offending, f"{path.relative_to(PACKAGE)} imports {offending}"
+
+
+def test_checks_module_imports_nothing_of_the_package():
+    imported = imported_modules(PACKAGE / "checks.py")
+    assert not [name for name in imported if name.startswith(("llamareg", "torch"))], imported
 
 
 def test_the_walk_sees_imports_inside_functions(tmp_path):

@@ -11,60 +11,16 @@ upsampled from it while LapIRN trains its coarser levels). ``trainable_parameter
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llamareg.checks import CROP_HINT, check_shape
 from llamareg.networks.bookkeeping import ParameterBookkeeping
 from llamareg.networks.conv import Conv3d
 from llamareg.networks.memory_format import cat_channels, to_memory_format
 from llamareg.spatial.functional import resize_flow, warp
-
-
-def check_positive_int(value: object, name: str) -> int:
-    """``value`` as an int, or ValueError naming ``name`` unless it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def check_int_sequence(values: object, name: str, length: int | None = None) -> tuple[int, ...]:
-    """``values`` as a tuple of positive ints (of ``length`` entries when given), or ValueError naming ``name``."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ValueError(f"{name} must be a sequence of positive integers, got {values!r}")
-    result = tuple(values)
-    if not result or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in result):
-        raise ValueError(f"{name} must be a sequence of positive integers, got {values!r}")
-    if length is not None and len(result) != length:
-        raise ValueError(f"{name} must have {length} entries, got {len(result)}: {values!r}")
-    return result
-
-
-def check_triple(value: object, name: str) -> tuple[int, int, int]:
-    """An int ``n`` as ``(n, n, n)`` or three positive ints, else ValueError naming ``name``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,) * 3
-    return check_int_sequence(value, name, 3)  # type: ignore[return-value]
-
-
-def check_shape(shape: object, stride: int, name: str = "shape") -> tuple[int, int, int]:
-    """Three positive sizes each divisible by ``stride``, else ValueError naming ``name`` and the stride.
-
-    Example:
-        >>> check_shape((32, 48, 32), 16)
-        (32, 48, 32)
-    """
-    if isinstance(shape, torch.Size):
-        shape = tuple(shape)
-    try:
-        sizes = check_int_sequence(shape, name, 3)
-    except ValueError:
-        sizes = ()
-    if not sizes or any(s % stride for s in sizes):
-        raise ValueError(f"{name} must be three sizes divisible by {stride}, got {shape}; crop or pad the volumes")
-    return sizes  # type: ignore[return-value]
 
 
 def half_resolution(image: torch.Tensor) -> torch.Tensor:
@@ -90,7 +46,7 @@ class RegistrationNetwork(ParameterBookkeeping):
             raise ValueError(
                 f"moving and fixed must both be (B, 1, D, H, W) of one shape, got {tuple(moving.shape)} and {tuple(fixed.shape)}"
             )
-        check_shape(tuple(moving.shape[2:]), self.stride, f"{type(self).__name__} input shape")
+        check_shape(tuple(moving.shape[2:]), f"{type(self).__name__} input shape", multiple=self.stride, hint=CROP_HINT)
         return to_memory_format(moving, self.memory_format), to_memory_format(fixed, self.memory_format)
 
     def _outputs(self, moving: torch.Tensor, flows: list[torch.Tensor]) -> dict[str, object]:

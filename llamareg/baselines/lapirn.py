@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from llamareg.baselines.common import RegistrationNetwork, check_positive_int, check_shape
+from llamareg.baselines.common import RegistrationNetwork
+from llamareg.checks import check_positive_int, check_shape
 from llamareg.networks.conv import Conv3d, ConvTranspose3d
 from llamareg.networks.flow_fields import FlowFieldRules
 from llamareg.networks.memory_format import cat_channels
@@ -131,7 +132,7 @@ class LapIRN(RegistrationNetwork):
         active_levels: int = LEVELS,
     ) -> None:
         super().__init__()
-        self.shape = check_shape(shape, STRIDE, "LapIRN shape")
+        self.shape = check_shape(shape, "LapIRN shape", multiple=STRIDE)
         check_positive_int(features, "features")
         check_positive_int(resblocks, "resblocks")
         if not range_flow > 0:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llamareg.baselines.common import check_int_sequence, check_positive_int, check_triple
+from llamareg.checks import check_int_sequence, check_positive_int, check_triple
 
 Triple = tuple[int, int, int]
 

@@ -8,16 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llamareg.baselines.common import (
-    ConvNormAct,
-    DecoderBlock,
-    RegistrationNetwork,
-    check_positive_int,
-    check_shape,
-    check_triple,
-    flow_conv,
-    half_resolution,
-)
+from llamareg.baselines.common import ConvNormAct, DecoderBlock, RegistrationNetwork, flow_conv, half_resolution
+from llamareg.checks import check_positive_int, check_shape, check_triple
 from llamareg.baselines.swin import CrossAttentionStage, SwinEncoder, check_window
 from llamareg.networks.memory_format import cat_channels
 
@@ -99,7 +91,7 @@ class TransMatch(RegistrationNetwork):
         self.moving_encoder = encoder()
         self.fixed_encoder = self.moving_encoder if shared_encoder else encoder()
         self.stride = self.moving_encoder.stride
-        self.shape = check_shape(shape, self.stride, "TransMatch shape")
+        self.shape = check_shape(shape, "TransMatch shape", multiple=self.stride)
         check_window(window, self.shape, patch_size)
         channels = self.moving_encoder.channels
         for i, c in enumerate(channels):

@@ -6,16 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from llamareg.baselines.common import (
-    ConvNormAct,
-    DecoderBlock,
-    RegistrationNetwork,
-    check_positive_int,
-    check_shape,
-    check_triple,
-    flow_conv,
-    half_resolution,
-)
+from llamareg.baselines.common import ConvNormAct, DecoderBlock, RegistrationNetwork, flow_conv, half_resolution
+from llamareg.checks import check_positive_int, check_shape, check_triple
 from llamareg.baselines.swin import SwinEncoder, check_window
 from llamareg.networks.memory_format import cat_channels
 
@@ -78,7 +70,7 @@ class TransMorph(RegistrationNetwork):
         window = check_triple(window_size, "window_size")
         self.encoder = SwinEncoder(2, embed_dim, depths, num_heads, window, patch_size, mlp_ratio, qkv_bias, drop_path_rate)
         self.stride = self.encoder.stride
-        self.shape = check_shape(shape, self.stride, "TransMorph shape")
+        self.shape = check_shape(shape, "TransMorph shape", multiple=self.stride)
         check_window(window, self.shape, patch_size)
         channels = self.encoder.channels
         self.up = torch.nn.ModuleList(

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llamareg.baselines.common import RegistrationNetwork, check_int_sequence, check_shape, flow_conv
+from llamareg.baselines.common import RegistrationNetwork, flow_conv
+from llamareg.checks import check_int_sequence, check_shape
 from llamareg.networks.blocks import NEGATIVE_SLOPE, leaky_conv
 from llamareg.networks.memory_format import cat_channels
 from llamareg.spatial.functional import integrate_velocity, resize_flow
@@ -64,7 +65,7 @@ class VoxelMorph(RegistrationNetwork):
         integration_downsize: int = 1,
     ) -> None:
         super().__init__()
-        self.shape = check_shape(shape, STRIDE, "VoxelMorph shape")
+        self.shape = check_shape(shape, "VoxelMorph shape", multiple=STRIDE)
         enc = check_int_sequence(encoder_features, "encoder_features", 4)
         dec = check_int_sequence(decoder_features, "decoder_features")
         if len(dec) not in (6, 7):

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
-from llamareg.baselines.common import RegistrationNetwork, check_int_sequence, check_shape
+from llamareg.baselines.common import RegistrationNetwork
+from llamareg.checks import check_int_sequence, check_shape
 
 
 def import_voxelmorph():
@@ -57,7 +58,7 @@ class VoxelMorphPackage(RegistrationNetwork):
         if isinstance(integration_steps, bool) or not isinstance(integration_steps, int) or integration_steps < 0:
             raise ValueError(f"integration_steps must be a non-negative integer, got {integration_steps!r}")
         self.stride = 2 ** (len(features) - 1)
-        self.shape = check_shape(shape, self.stride, "voxelmorph-package shape")
+        self.shape = check_shape(shape, "voxelmorph-package shape", multiple=self.stride)
         self.network = vxm.nn.models.VxmPairwise(
             ndim=3, source_channels=1, target_channels=1, nb_features=features, integration_steps=integration_steps
         )

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from llamareg.checks import check_shape
 from llamareg.data.volume import Volume
 
 LABEL_NAMES = {1: "grey matter", 2: "white matter"}
@@ -43,13 +44,6 @@ def nilearn_data_dir() -> Path:
     if missing:
         raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}; reinstall nilearn with `{INSTALL_HINT}`")
     return folder
-
-
-def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(int(size) for size in shape)
-    if len(shape) != 3 or any(size <= 0 or size % 16 for size in shape):
-        raise ValueError(f"shape must be three positive sizes divisible by 16 (the network halves it 4 times), got {shape}")
-    return shape
 
 
 def _output_affine(source_affine: np.ndarray, centre_world: np.ndarray, shape: tuple[int, ...], spacing: float) -> np.ndarray:
@@ -106,7 +100,7 @@ def load_mni152(
         >>> template.shape, template.affine.diagonal()[:3].tolist()
         ((64, 80, 64), [2.5, 2.5, 2.5])
     """
-    shape = _check_shape(shape)
+    shape = check_shape(shape, "shape", multiple=16, hint=" (the network halves it 4 times)")
     if not spacing_mm > 0:
         raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
     if not 0 < tissue_threshold <= 1:

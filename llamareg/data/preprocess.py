@@ -20,6 +20,8 @@ from nibabel.affines import voxel_sizes
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 from scipy import ndimage
 
+from llamareg.checks import check_shape
+
 SHAPE_MULTIPLE = 16  # the network halves the volume four times
 
 
@@ -61,9 +63,7 @@ class Preprocessing:
                 raise ValueError(f"--spacing must be one or three positive sizes in mm, got {list(self.spacing_mm)}")
             object.__setattr__(self, "spacing_mm", tuple(float(value) for value in self.spacing_mm))
         if self.shape is not None:
-            if len(self.shape) != 3 or any(size <= 0 or size % SHAPE_MULTIPLE for size in self.shape):
-                raise ValueError(f"--shape must be three positive sizes divisible by {SHAPE_MULTIPLE}, got {list(self.shape)}")
-            object.__setattr__(self, "shape", tuple(int(size) for size in self.shape))
+            object.__setattr__(self, "shape", check_shape(self.shape, "--shape", multiple=SHAPE_MULTIPLE))
         low, high = self.clip_percentiles
         if not 0 <= low < high <= 100:
             raise ValueError(f"--clip-percentiles must satisfy 0 <= LOW < HIGH <= 100, got {low} {high}")

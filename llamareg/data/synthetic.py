@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from llamareg.checks import check_shape
 from llamareg.data.volume import Volume
 from llamareg.spatial.functional import integrate_velocity, resize_flow, resize_image, warp
 
@@ -32,13 +33,6 @@ def seeded_generator(*keys: int | str) -> torch.Generator:
     """
     digest = hashlib.blake2b(repr(keys).encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
-
-
-def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(int(size) for size in shape)
-    if len(shape) != 3 or min(shape) < 2:
-        raise ValueError(f"shape must be three sizes >= 2 (D, H, W), got {shape}")
-    return shape
 
 
 def random_smooth_displacement(
@@ -70,7 +64,7 @@ def random_smooth_displacement(
         >>> flow.shape
         torch.Size([1, 3, 32, 32, 32])
     """
-    shape = _check_shape(shape)
+    shape = check_shape(shape, "shape", minimum=2)
     if not max_displacement >= 0:
         raise ValueError(f"max_displacement must be >= 0 voxels, got {max_displacement}")
     if isinstance(control_spacing, bool) or not isinstance(control_spacing, int) or control_spacing < 2:

@@ -24,6 +24,7 @@ import nibabel
 import numpy as np
 from scipy import ndimage
 
+from llamareg.checks import look_up_option
 from llamareg.atomic import atomic_output
 
 FORMATS = ("l2r", "lumir")
@@ -63,8 +64,7 @@ def write_displacement(kind: str, path: Path, field: np.ndarray, fixed_affine: n
     Raises:
         ValueError: an unknown ``kind``.
     """
-    if kind not in FORMATS:
-        raise ValueError(f"--export must be one of {', '.join(FORMATS)}, got '{kind}'")
+    look_up_option(kind, FORMATS, "--export")
     with atomic_output(path) as temporary:
         if kind == "l2r":
             half = np.stack([ndimage.zoom(component, 0.5, order=2) for component in field]).astype(np.float16)

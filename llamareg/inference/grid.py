@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from llamareg.checks import check_shape
+
 MODEL_MULTIPLE = 16  # every model-grid side is a multiple of this (LLaMA-Reg's token stride)
 # A box of 156.0000001 mm at 3.25 mm is 48 voxels, not 49: floating-point noise must not add a voxel.
 _FIT_TOLERANCE = 1e-6
@@ -51,15 +53,6 @@ def check_spacing(spacing: float) -> float:
     return value
 
 
-def check_shape(shape: Sequence[int], multiple: int = MODEL_MULTIPLE) -> tuple[int, int, int]:
-    """``shape`` as three ints, or ValueError naming ``--shape`` unless they are positive multiples of ``multiple``."""
-    values = tuple(shape)
-    integers = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values)
-    if len(values) != 3 or not integers or any(v < 1 or v % multiple for v in values):
-        raise ValueError(f"--shape must be three positive multiples of {multiple} (D H W), got {values}")
-    return tuple(int(v) for v in values)
-
-
 def parse_shape(text: str | Sequence[str]) -> tuple[int, int, int]:
     """The ``--shape`` option, ``"D H W"`` or ``"D,H,W"`` (or the words argparse split it into), checked.
 
@@ -73,7 +66,7 @@ def parse_shape(text: str | Sequence[str]) -> tuple[int, int, int]:
         values = tuple(int(word) for word in words)
     except ValueError:
         raise ValueError(f"--shape must be three positive multiples of {MODEL_MULTIPLE} (D H W or D,H,W), got '{joined}'") from None
-    return check_shape(values)
+    return check_shape(values, "--shape", multiple=MODEL_MULTIPLE)
 
 
 def grid_options(spacing: str | None, shape: str | Sequence[str] | None) -> tuple[float | None, tuple[int, int, int] | None]:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from llamareg.checks import check_shape, look_up_option
 from llamareg.inference.affine import AffineResult, estimate_affine
 from llamareg.inference.grid import (
     MODEL_MULTIPLE,
     Grid,
-    check_shape,
     check_spacing,
     displacement_to_world,
     model_grid,
@@ -104,7 +104,7 @@ def model_grid_for(trained: TrainedModel, fixed_grid: Grid, spacing: float | Non
     """
     multiple = input_multiple(trained.model)
     if shape is not None:
-        shape = check_shape(shape)
+        shape = check_shape(shape, "--shape", multiple=MODEL_MULTIPLE)
         if any(side % multiple for side in shape):
             raise ValueError(
                 f"--shape must be three multiples of {multiple} for this {trained.config.model.architecture} "
@@ -171,8 +171,8 @@ def register_pair(
     Raises:
         ValueError: for a ``prealign`` not in :data:`PREALIGNMENTS`.
     """
-    if prealign is not None and prealign not in PREALIGNMENTS:
-        raise ValueError(f"prealign must be one of {PREALIGNMENTS} or None, got {prealign!r}")
+    if prealign is not None:
+        look_up_option(prealign, PREALIGNMENTS, "prealign")
     started = time.perf_counter()
     prealignment = None
     original_moving = moving

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llamareg.checks import CROP_HINT, check_shape
 from llamareg.networks.bookkeeping import ParameterBookkeeping
 from llamareg.networks.decoder import MultiScaleDecoder
 from llamareg.networks.encoder import DualStreamEncoder
@@ -72,7 +73,7 @@ class LLaMAReg(ParameterBookkeeping):
         steps: int = 1,
     ) -> None:
         super().__init__()
-        _check_shape(tuple(shape), "model shape")
+        check_shape(tuple(shape), "model shape", multiple=TOKEN_STRIDE, hint=CROP_HINT)
         if steps < 1:
             raise ValueError(f"model.steps must be >= 1, got {steps}")
         self.encoder = DualStreamEncoder(base_channels)
@@ -110,7 +111,7 @@ class LLaMAReg(ParameterBookkeeping):
             raise ValueError(
                 f"moving and fixed must both be (B, 1, D, H, W) of one shape, got {tuple(moving.shape)} and {tuple(fixed.shape)}"
             )
-        _check_shape(tuple(moving.shape[2:]), "input shape")
+        check_shape(tuple(moving.shape[2:]), "input shape", multiple=TOKEN_STRIDE, hint=CROP_HINT)
         moving, fixed = to_memory_format(moving, self.memory_format), to_memory_format(fixed, self.memory_format)
         grad_wanted = torch.is_grad_enabled()
         with torch.set_grad_enabled(grad_wanted and _trains(self.encoder)):
@@ -147,8 +148,3 @@ class LLaMAReg(ParameterBookkeeping):
 
 def _trains(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
-
-
-def _check_shape(shape: tuple[int, ...], what: str) -> None:
-    if len(shape) != 3 or any(s <= 0 or s % TOKEN_STRIDE for s in shape):
-        raise ValueError(f"{what} must be three sizes divisible by {TOKEN_STRIDE}, got {shape}; crop or pad the volumes")

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from llamareg.checks import check_shape, look_up_option
+
 WARP_MODES = ("bilinear", "nearest")
 PADDING_MODES = ("zeros", "border", "reflection")
 RESIZE_MODES = ("trilinear", "nearest")
@@ -25,13 +27,6 @@ def _check_flow(flow: torch.Tensor, name: str = "flow") -> None:
         raise ValueError(f"{name} must have shape (B, 3, D, H, W), got {tuple(flow.shape)}")
     if not flow.is_floating_point():
         raise ValueError(f"{name} must be a floating point tensor, got {flow.dtype}")
-
-
-def _check_size(size: Sequence[int]) -> tuple[int, int, int]:
-    size = tuple(int(s) for s in size)
-    if len(size) != 3 or min(size) < 1:
-        raise ValueError(f"size must be three positive integers (D, H, W), got {size}")
-    return size
 
 
 def identity_grid(shape: Sequence[int], device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -49,7 +44,7 @@ def identity_grid(shape: Sequence[int], device: torch.device | str | None = None
         >>> identity_grid((2, 3, 4))[0, :, 1, 2, 3].tolist()
         [1.0, 2.0, 3.0]
     """
-    shape = _check_size(shape)
+    shape = check_shape(shape, "shape")
     axes = [torch.arange(n, device=device, dtype=dtype or torch.get_default_dtype()) for n in shape]
     return torch.stack(torch.meshgrid(*axes, indexing="ij")).unsqueeze(0)
 
@@ -81,10 +76,8 @@ def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear", paddin
         raise ValueError(f"image must have shape (B, C, D, H, W), got {tuple(image.shape)}")
     if image.shape[0] != flow.shape[0] or image.shape[2:] != flow.shape[2:]:
         raise ValueError(f"image {tuple(image.shape)} and flow {tuple(flow.shape)} must share batch size and spatial shape")
-    if mode not in WARP_MODES:
-        raise ValueError(f"mode must be one of {WARP_MODES}, got {mode!r}")
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    look_up_option(mode, WARP_MODES, "mode")
+    look_up_option(padding_mode, PADDING_MODES, "padding_mode")
     if not image.is_floating_point() and mode != "nearest":
         raise ValueError(f"integer image (dtype {image.dtype}) must be warped with mode='nearest'")
 
@@ -173,7 +166,7 @@ def resize_flow(flow: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         [2.0, 2.0, 0.5]
     """
     _check_flow(flow)
-    size = _check_size(size)
+    size = check_shape(size, "size")
     factors = [new / old for new, old in zip(size, flow.shape[2:])]
     resized = F.interpolate(flow, size=size, mode="trilinear", align_corners=False)
     return resized * torch.tensor(factors, device=flow.device, dtype=flow.dtype).view(1, 3, 1, 1, 1)
@@ -200,9 +193,8 @@ def resize_image(image: torch.Tensor, size: Sequence[int], mode: str = "trilinea
     """
     if image.ndim != 5:
         raise ValueError(f"image must have shape (B, C, D, H, W), got {tuple(image.shape)}")
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
-    size = _check_size(size)
+    look_up_option(mode, RESIZE_MODES, "mode")
+    size = check_shape(size, "size")
     if mode == "nearest":
         source = image if image.is_floating_point() else image.float()
         return F.interpolate(source, size=size, mode="nearest-exact").to(image.dtype)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from llamareg.checks import look_up_option
 from llamareg.spatial import functional
 
 
@@ -25,10 +26,8 @@ class SpatialTransformer(nn.Module):
     def __init__(self, mode: str = "bilinear", padding_mode: str = "border") -> None:
         super().__init__()
         # Checked here too so a misconfigured model fails at construction, not at its first forward pass.
-        if mode not in functional.WARP_MODES:
-            raise ValueError(f"mode must be one of {functional.WARP_MODES}, got {mode!r}")
-        if padding_mode not in functional.PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {functional.PADDING_MODES}, got {padding_mode!r}")
+        look_up_option(mode, functional.WARP_MODES, "mode")
+        look_up_option(padding_mode, functional.PADDING_MODES, "padding_mode")
         self.mode = mode
         self.padding_mode = padding_mode
 

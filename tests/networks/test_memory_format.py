@@ -65,7 +65,7 @@ def test_the_factory_picks_channels_last_where_it_is_fast():
     assert resolve_memory_format("contiguous", "cpu", "fp32") == "contiguous"
     with pytest.raises(ValueError, match="model.memory_format"):
         resolve_memory_format("nhwc", "cpu", "fp32")
-    with pytest.raises(ValueError, match="model.memory_format must be auto, contiguous or channels_last"):
+    with pytest.raises(ValueError, match="model.memory_format must be one of auto, contiguous, channels_last"):
         load_config("cpu-default", ["model.memory_format=nhwc"])
     model = build_model(load_config("cpu-voxelmorph", ["train.device=cpu"]))
     assert memory_format_of(model) == "channels_last"

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from llamareg.checks import look_up_option
 from llamareg.data.pair_datasets import make_pair
 from llamareg.data.shards.manifest import REBUILD_HINT, read_manifest, verify_shard
 from llamareg.data.shards.split_pairs import PAIR_LIST_NAMES, read_pair_list, resolve_path
@@ -131,8 +132,7 @@ class ShardSet:
                 not a subject of that split.
             FileNotFoundError: the pair list is missing.
         """
-        if role not in PAIR_LIST_NAMES:
-            raise ValueError(f"pair role must be one of {', '.join(PAIR_LIST_NAMES)}, got '{role}'")
+        look_up_option(role, tuple(PAIR_LIST_NAMES), "pair role")
         if role not in self.manifest["pairs"]:
             raise ValueError(
                 f"{self.directory} has no {role} pairs: it was built without a {role} split (layout {self.manifest.get('layout')})"

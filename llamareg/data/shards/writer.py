@@ -23,6 +23,7 @@ import numpy as np
 import webdataset
 from nibabel.affines import voxel_sizes
 
+from llamareg.checks import look_up_option
 from llamareg.atomic import write_json
 from llamareg.data.shards.manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, file_digest
 from llamareg.data.shards.split_pairs import PAIR_LIST_NAMES, stored_path, write_pair_list
@@ -122,8 +123,7 @@ class ShardSetWriter:
             sources: Provenance kept in the sample's metadata and the manifest: ``image`` (path),
                 ``labels`` (path or ``None``), optionally ``label_masks``, ``source_affine``, ``source_shape``.
         """
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got '{split}'")
+        look_up_option(split, SPLITS, "split")
         if self.shape is None:
             self.shape = tuple(image.shape)
         elif tuple(image.shape) != self.shape:
