@@ -18,6 +18,7 @@ from llamareg.networks.frozen_llm import FrozenLLM
 from llamareg.networks.llamareg import LLaMAReg
 from llamareg.networks.lora import add_lora
 from llamareg.networks.memory_format import resolve_memory_format, set_memory_format
+from llamareg.networks.phases import DeclaredPhase
 from llamareg.networks.vit_block import ViTBlocks
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -69,6 +70,17 @@ def build_model(config: Config) -> nn.Module:
     cuda = config.train.device == "cuda" or (config.train.device == "auto" and torch.cuda.is_available())
     memory_format = resolve_memory_format(config.model.memory_format, "cuda" if cuda else "cpu", config.train.precision)
     return set_memory_format(_build_network(config), memory_format)
+
+
+def declared_phases(config: Config) -> list[DeclaredPhase]:
+    """The training phases ``model.architecture`` declares for itself (``train.schedule=lapirn``: LapIRN's
+    level-by-level recipe)."""
+    from llamareg.baselines import BASELINES
+
+    network = BASELINES.get(config.model.architecture)
+    if not hasattr(network, "training_phases"):
+        raise ValueError(f"train.schedule={config.train.schedule}: {config.model.architecture} declares no training phases of its own")
+    return network.training_phases()
 
 
 def _build_network(config: Config) -> nn.Module:

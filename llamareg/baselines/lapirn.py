@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -12,11 +13,15 @@ from llamareg.checks import check_positive_int, check_shape
 from llamareg.networks.conv import Conv3d, ConvTranspose3d
 from llamareg.networks.flow_fields import FlowFieldRules
 from llamareg.networks.memory_format import cat_channels
+from llamareg.networks.phases import DeclaredPhase
 from llamareg.spatial.functional import warp
 from llamareg.spatial.pyramid import image_pyramid
 
 LEVELS = 3
 STRIDE = 8  # level 1 works at 1/4 and its encoder halves that once more
+# The release's recipe: level 1 (30k iterations); level 2 with level 1 frozen (2k), then both (28k);
+# level 3 with levels 1-2 frozen (2k), then all (58k). (phase, levels that run, coarser levels frozen).
+RELEASE_PHASES = (("level1", 1, True), ("level2-warmup", 2, True), ("level2", 2, False), ("level3-warmup", 3, True), ("level3", 3, False))
 
 
 class PreActBlock(nn.Module):
@@ -153,6 +158,22 @@ class LapIRN(RegistrationNetwork):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LEVELS:
             raise ValueError(f"active_levels must be 1, 2 or 3, got {value!r}")
         self._active_levels = value
+
+    @staticmethod
+    def training_phases() -> list[DeclaredPhase]:
+        """The release's level-by-level recipe (``train.schedule=lapirn``), each phase starting from the
+        previous one's best checkpoint: level 1; level 2 warm-up with level 1 frozen; levels 1-2; level 3
+        warm-up with levels 1-2 frozen; levels 1-3."""
+        return [
+            DeclaredPhase(
+                name,
+                sizes={"active_levels": levels},
+                fields=levels,
+                trains={"lapirn_levels": levels, "lapirn_coarser_frozen": frozen},
+                select=operator.methodcaller("train_levels", levels, freeze_coarser=frozen),
+            )
+            for name, levels, frozen in RELEASE_PHASES
+        ]
 
     def train_levels(self, n: int, freeze_coarser: bool = True) -> None:
         """Run levels 1..``n``; train level ``n``, and levels below it only if not ``freeze_coarser``.

@@ -1,5 +1,5 @@
-"""Training schedules: one phase; cascaded LLaMA-Reg step by step, or step 1 then all steps jointly;
-LapIRN level by level."""
+"""Training schedules: one phase; cascaded LLaMA-Reg step by step, or step 1 then all steps jointly; or
+the phases a network declares for itself (LapIRN level by level)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from llamareg.atomic import atomic_output, check_out_folder, write_json
 from llamareg.config import Config
 from llamareg.data.factory import build_pair_datasets, check_data_source
 from llamareg.distributed.context import DistributedContext
-from llamareg.models import build_model, check_llm_source
+from llamareg.models import build_model, check_llm_source, declared_phases
 from llamareg.networks.llamareg import LLaMAReg
+from llamareg.networks.phases import DeclaredPhase
 from llamareg.training.checkpoint import load_model_state, read_checkpoint
 from llamareg.tracking import TrainingRun, open_training_run
 from llamareg.training.optimization import LAST_FILE, resume_point_exists
@@ -43,8 +44,8 @@ STEP_SUMMARY_KEYS = (
 class Phase:
     """One training phase: a model of ``model_steps`` steps of which ``trainable`` (0-based) train.
 
-    For LapIRN (``levels`` set) the model runs levels 1..``levels`` and trains level ``levels``, and
-    the coarser ones too unless ``freeze_coarser``; ``trainable`` and ``shared_trains`` do not apply.
+    A phase the network declares for itself (``declared``, e.g. one of LapIRN's levels) builds the network
+    with its sizes and selects what trains; ``trainable`` and ``shared_trains`` do not apply.
     ``name`` names the phase's MLflow child run.
     """
 
@@ -55,17 +56,11 @@ class Phase:
     iterations: int
     out: Path
     name: str = ""
-    levels: int | None = None
-    freeze_coarser: bool = True
+    declared: DeclaredPhase | None = None
 
     @property
     def run_name(self) -> str:
         return self.name or f"step{self.number}"
-
-
-# LapIRN's release: level 1 (30k iterations); level 2 with level 1 frozen (2k), then both (28k);
-# level 3 with levels 1-2 frozen (2k), then all (58k). (levels, freeze_coarser, folder) per phase.
-LAPIRN_PHASES = ((1, True, "level1"), (2, True, "level2-warmup"), (2, False, "level2"), (3, True, "level3-warmup"), (3, False, "level3"))
 
 
 def plan_phases(config: Config) -> list[Phase]:
@@ -74,12 +69,12 @@ def plan_phases(config: Config) -> list[Phase]:
     One step (and every baseline but LapIRN's schedule): a single phase writing to ``train.out``. Step
     by step: phase k trains step k with steps 1..k-1 (and the shared encoder) frozen, in
     ``<out>/step<k>``. Joint: step 1 alone in ``<out>/step1``, then all steps together with the shared
-    encoder frozen in ``<out>/joint``. LapIRN (``train.schedule=lapirn``): the five phases of
-    :data:`LAPIRN_PHASES` in ``<out>/level1``, ``<out>/level2-warmup``, ... ``<out>/level3``.
+    encoder frozen in ``<out>/joint``. ``train.schedule=lapirn``: the phases the network declares
+    (:func:`llamareg.models.declared_phases`), each in ``<out>/<phase name>``.
     """
     steps, out = config.model.steps, Path(config.train.out)
     if config.train.schedule == "lapirn":
-        return _lapirn_phases(config, out)
+        return _declared_phases(config, out)
     if steps == 1:
         count = 1
     else:
@@ -100,34 +95,36 @@ def plan_phases(config: Config) -> list[Phase]:
     ]
 
 
-def _lapirn_phases(config: Config, out: Path) -> list[Phase]:
-    iterations = config.train.step_iters or [config.train.max_iters] * len(LAPIRN_PHASES)
-    if len(iterations) != len(LAPIRN_PHASES):
+def _declared_phases(config: Config, out: Path) -> list[Phase]:
+    declared = declared_phases(config)
+    iterations = config.train.step_iters or [config.train.max_iters] * len(declared)
+    if len(iterations) != len(declared):
         raise ValueError(
-            f"train.step_iters has {len(iterations)} entries but the lapirn schedule has {len(LAPIRN_PHASES)} phases "
-            "(level 1; level 2 warm-up with level 1 frozen; levels 1-2; level 3 warm-up; levels 1-3); give one iteration count per phase"
+            f"train.step_iters has {len(iterations)} entries but {config.model.architecture}'s own schedule has {len(declared)} "
+            f"phases ({', '.join(spec.name for spec in declared)}); give one iteration count per phase"
         )
     return [
-        Phase(number, 1, frozenset({0}), True, count, out / folder, name=folder, levels=levels, freeze_coarser=freeze)
-        for number, ((levels, freeze, folder), count) in enumerate(zip(LAPIRN_PHASES, iterations), start=1)
+        Phase(number, 1, frozenset({0}), True, count, out / spec.name, name=spec.name, declared=spec)
+        for number, (spec, count) in enumerate(zip(declared, iterations), start=1)
     ]
 
 
 def _phase_config(config: Config, phase: Phase) -> Config:
     """The config one phase trains with (and stores in its checkpoints): its step count, its output folder
-    and iterations; for LapIRN its active levels and the scale weights of their fields (the last ones)."""
+    and iterations; for a declared phase its sizes and the scale weights of its fields (the last ones)."""
     model = dataclasses.replace(config.model, steps=phase.model_steps)
     train = dataclasses.replace(config.train, out=str(phase.out), max_iters=phase.iterations, step_iters=[])
-    if phase.levels is not None:
-        model = dataclasses.replace(model, sizes={**config.model.sizes, "active_levels": phase.levels})
-        train = dataclasses.replace(train, scale_weights=config.train.scale_weights[-phase.levels :], schedule="step-by-step")
+    if phase.declared is not None:
+        model = dataclasses.replace(model, sizes={**config.model.sizes, **phase.declared.sizes})
+        weights = config.train.scale_weights[-phase.declared.fields :]
+        train = dataclasses.replace(train, scale_weights=weights, schedule="step-by-step")
     return dataclasses.replace(config, model=model, train=train)
 
 
 def select_trainable(model: nn.Module, phase: Phase) -> None:
     """Make the parts ``phase`` trains trainable and freeze the rest (a one-phase baseline trains whole)."""
-    if phase.levels is not None:
-        model.train_levels(phase.levels, freeze_coarser=phase.freeze_coarser)
+    if phase.declared is not None:
+        phase.declared.select(model)
     elif isinstance(model, LLaMAReg):
         model.train_only(set(phase.trainable), shared=phase.shared_trains)
 
@@ -316,8 +313,8 @@ def _train_phase(
         start = started_from(path, payload, Path(config.train.out))
     select_trainable(model, phase)
     llm = getattr(model, "llm", None)
-    if phase.levels is not None:
-        what = {"lapirn_levels": phase.levels, "lapirn_coarser_frozen": phase.freeze_coarser}
+    if phase.declared is not None:
+        what = dict(phase.declared.trains)
     elif llm is not None:
         what = {"trainable_steps": sorted(i + 1 for i in phase.trainable), "llm_layer_indices": list(getattr(llm, "layer_indices", ()))}
     else:

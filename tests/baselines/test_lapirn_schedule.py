@@ -23,7 +23,11 @@ def _same(a, b):
 
 def test_lapirn_schedule_runs_level_by_level_resumes_and_tracks_each_phase(preset_runs, tmp_path):
     config = preset_runs.tiny("cpu-lapirn", tmp_path, "train.step_iters=[2, 1, 2, 1, 2]", "train.val_every=2", "tracking.enabled=true")
-    assert [(p.run_name, p.levels, p.freeze_coarser, p.iterations) for p in plan_phases(config)] == [
+    trains = [
+        (p.run_name, p.declared.trains["lapirn_levels"], p.declared.trains["lapirn_coarser_frozen"], p.iterations)
+        for p in plan_phases(config)
+    ]
+    assert trains == [
         ("level1", 1, True, 2),
         ("level2-warmup", 2, True, 1),
         ("level2", 2, False, 2),

@@ -64,10 +64,12 @@ def test_a_compiled_run_trains_and_saves_the_uncompiled_model_s_weights(tmp_path
     a = read_checkpoint(tmp_path / "eager" / "checkpoints" / "last.pt")["model"]
     b = read_checkpoint(tmp_path / "compiled" / "checkpoints" / "last.pt")["model"]
     assert a.keys() == b.keys()  # no "_orig_mod." prefix: register and evaluate load it as any other
-    # In fp32 the compiled kernels round differently from the eager ones, nothing more: Adam's first
-    # steps (about lr = 3e-4 each) may differ where a gradient is near zero, on a few weights only.
+    # In fp32 the compiled kernels round differently from the eager ones, nothing more. Where a gradient
+    # is near zero that rounding can flip its sign, and Adam's update moves a weight by about lr whatever
+    # the gradient's size: two steps apart in sign differ by up to 2 x 2 x lr, on a few weights only.
+    lr = tiny_config().train.lr
     differences = torch.cat([(a[key] - b[key]).abs().flatten() for key in a])
-    assert differences.max() < 3e-4 and differences.mean() < 3e-7
+    assert differences.max() <= 4.4 * lr and differences.mean() < 3e-7
     assert abs(compiled["val_dice"] - eager["val_dice"]) < 0.01
 
 
