@@ -47,7 +47,8 @@ from llamareg.evaluation.report import write_text
 from llamareg.evaluation.scoring import load_pairs, mean_dice, score_ants, score_identity, score_model
 from llamareg.evaluation.statistics import paired_difference
 from llamareg.inference.model_io import TrainedModel, load_trained_model
-from llamareg.inference.pair_files import PairPaths, check_pair, load_pair
+from llamareg.data.pair_list import PairPaths
+from llamareg.inference.pair_files import check_pair, load_pair
 from llamareg.inference.registration import register_pair
 
 ANTS_ROWS = {

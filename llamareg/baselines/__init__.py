@@ -20,6 +20,7 @@ from typing import Any
 from torch import nn
 
 from llamareg.baselines.common import RegistrationNetwork
+from llamareg.checks import look_up_option
 from llamareg.baselines.lapirn import LapIRN
 from llamareg.baselines.transmatch import TransMatch
 from llamareg.baselines.transmorph import TransMorph
@@ -94,6 +95,9 @@ SCALE_WEIGHTS: dict[str, tuple[float, ...]] = {
     "transmatch": (1.0,),
 }
 
+# The in-package baselines and the external packages' models, by name.
+_ALL = {**BASELINES, **EXTERNAL}
+
 
 def size_names(name: str) -> list[str]:
     """The sizes (constructor arguments) baseline ``name`` takes, e.g. for ``model.sizes`` in a config.
@@ -102,11 +106,8 @@ def size_names(name: str) -> list[str]:
         >>> size_names("lapirn")
         ['features', 'resblocks', 'range_flow', 'combination', 'active_levels']
     """
-    key = str(name).lower()
-    classes = {**BASELINES, **EXTERNAL}
-    if key not in classes:
-        raise ValueError(f"name must be one of {sorted(classes)}, got {name!r}")
-    return [p for p in inspect.signature(classes[key].__init__).parameters if p not in ("self", "shape")]
+    key = look_up_option(str(name).lower(), sorted(_ALL), "baseline name")
+    return [p for p in inspect.signature(_ALL[key].__init__).parameters if p not in ("self", "shape")]
 
 
 def build_baseline(name: str, shape: Sequence[int], **sizes: Any) -> nn.Module:
@@ -123,16 +124,12 @@ def build_baseline(name: str, shape: Sequence[int], **sizes: Any) -> nn.Module:
         >>> build_baseline("lapirn", (32, 32, 32), features=8).active_levels
         3
     """
-    key = str(name).lower()
-    classes = {**BASELINES, **EXTERNAL}
-    if key not in classes:
-        raise ValueError(f"name must be one of {sorted(BASELINES)} (or {sorted(EXTERNAL)}), got {name!r}")
-    cls = classes[key]
+    key = look_up_option(str(name).lower(), sorted(_ALL), "baseline name")
     allowed = size_names(key)
     unknown = sorted(set(sizes) - set(allowed))
     if unknown:
         raise ValueError(f"{key} has no size(s) {unknown}; it accepts {allowed}")
-    return cls(shape, **sizes)
+    return _ALL[key](shape, **sizes)
 
 
 __all__ = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llamareg.atomic import check_out_folder, write_json
 from llamareg.config import Config
-from llamareg.data.shards.split_pairs import resolve_path
+from llamareg.data.pair_list import PAIR_KEYS, PairPaths, read_pair_list, resolve_path
 from llamareg.data.shards.reader import ShardSet
 from llamareg.evaluation.figures import dice_boxplot, pair_figure
 from llamareg.evaluation.pair_metrics import pair_metrics
@@ -18,7 +18,7 @@ from llamareg.inference.fields import jacobian_determinant_map
 from llamareg.inference.grid import grid_options
 from llamareg.inference.model_io import load_trained_model
 from llamareg.inference.outputs import nifti_like, save_nifti
-from llamareg.inference.pair_files import PAIR_KEYS, PairPaths, check_pair, load_pair, pair_names, read_pair_list
+from llamareg.inference.pair_files import check_pair, load_pair, pair_names
 from llamareg.inference.refine import DEFAULT_LR, check_options
 from llamareg.inference.registration import grid_of, register_pair, warp_to_fixed
 

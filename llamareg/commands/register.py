@@ -13,7 +13,8 @@ from llamareg.inference.images import NiftiVolume
 from llamareg.inference.itk import write_itk_affine
 from llamareg.inference.model_io import TrainedModel, load_trained_model
 from llamareg.inference.outputs import displacement_image, nifti_like, save_nifti
-from llamareg.inference.pair_files import PairPaths, check_pair, load_pair, pair_names, read_pair_list, world_box_overlap
+from llamareg.data.pair_list import PairPaths, read_pair_list
+from llamareg.inference.pair_files import check_pair, load_pair, pair_names, world_box_overlap
 from llamareg.inference.refine import DEFAULT_LR, MAX_REFINE_VOXELS, check_options
 from llamareg.inference.registration import Registration, grid_of, register_pair
 

@@ -75,23 +75,32 @@ def voxel_displacement(displacement: np.ndarray, affine: np.ndarray) -> torch.Te
     return torch.from_numpy(np.moveaxis(voxels, -1, 0)[None].copy())
 
 
+def label_dice(warped_labels: np.ndarray, fixed_labels: np.ndarray, moving_labels: np.ndarray) -> tuple[list[int], list[float]]:
+    """The foreground labels present in the fixed or the moving map, and the Dice of ``warped_labels``
+    (the moving labels on the fixed grid) with the fixed labels for each: every method's Dice."""
+    target = torch.from_numpy(np.asarray(fixed_labels, dtype=np.int64))[None]
+    labels = foreground_labels(target, torch.from_numpy(np.asarray(moving_labels, dtype=np.int64)))
+    warped = torch.from_numpy(np.asarray(warped_labels, dtype=np.int64))[None]
+    return labels, dice_per_label(warped, target, labels)[0].tolist()
+
+
 def pair_metrics(registration: Registration, fixed_labels: NiftiVolume, moving_labels: NiftiVolume) -> PairMetrics:
     """Score a registration whose ``warped_labels`` were computed from ``moving_labels``."""
     if registration.warped_labels is None:
         raise ValueError("pair_metrics needs a registration made with moving labels")
     fixed_grid = grid_of(fixed_labels)
     unmoved = warp_to_fixed(moving_labels, fixed_grid, None, labels=True)
-    target = torch.from_numpy(fixed_labels.data)[None]
-    after, before = torch.from_numpy(registration.warped_labels)[None], torch.from_numpy(unmoved)[None]
-    labels = foreground_labels(target, torch.from_numpy(moving_labels.data))
+    labels, dice = label_dice(registration.warped_labels, fixed_labels.data, moving_labels.data)
     if not labels:
         raise ValueError(f"fixed labels {fixed_labels.path} and moving labels {moving_labels.path} hold no foreground label")
+    target = torch.from_numpy(fixed_labels.data)[None]
+    after, before = torch.from_numpy(registration.warped_labels)[None], torch.from_numpy(unmoved)[None]
     spacing = fixed_labels.spacing
     flow = voxel_displacement(registration.displacement, fixed_labels.affine)
     return PairMetrics(
         labels=labels,
-        dice=dice_per_label(after, target, labels)[0].tolist(),
-        dice_identity=dice_per_label(before, target, labels)[0].tolist(),
+        dice=dice,
+        dice_identity=label_dice(unmoved, fixed_labels.data, moving_labels.data)[1],
         hd95=hausdorff95(after, target, labels, spacing)[0].tolist(),
         hd95_identity=hausdorff95(before, target, labels, spacing)[0].tolist(),
         folding_pct=float(folding_percentage(flow)[0]),

@@ -13,20 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from llamareg.evaluation.pair_metrics import voxel_displacement
+from llamareg.evaluation.pair_metrics import label_dice, voxel_displacement
 from llamareg.inference.model_io import TrainedModel
-from llamareg.inference.pair_files import PAIR_KEYS, LoadedPair, PairPaths, check_pair, load_pair, read_pair_list
+from llamareg.data.pair_list import PAIR_KEYS, PairPaths, read_pair_list
+from llamareg.inference.pair_files import LoadedPair, check_pair, load_pair
 from llamareg.inference.registration import grid_of, register_pair, warp_to_fixed
-from llamareg.metrics import dice_per_label, folding_percentage, foreground_labels
+from llamareg.metrics import folding_percentage
 
 
 def mean_dice(warped_labels: np.ndarray, fixed_labels: np.ndarray, moving_labels: np.ndarray) -> float:
-    """Mean Dice over the labels present in the fixed or moving map, on the fixed grid."""
-    target = torch.from_numpy(np.asarray(fixed_labels, dtype=np.int64))[None]
-    labels = foreground_labels(target, torch.from_numpy(np.asarray(moving_labels, dtype=np.int64)))
-    return float(np.nanmean(dice_per_label(torch.from_numpy(warped_labels.astype(np.int64))[None], target, labels)[0].numpy()))
+    """Mean Dice over the labels present in the fixed or moving map, on the fixed grid (as ``evaluate``)."""
+    return float(np.nanmean(label_dice(warped_labels, fixed_labels, moving_labels)[1]))
 
 
 def load_pairs(pairs_path: Path) -> list[tuple[PairPaths, LoadedPair]]:

@@ -1,36 +1,19 @@
-"""Pair lists (``PAIRS.json``) and the up-front check of every file a pair names.
-
-A pair list is a JSON list of objects with the keys ``fixed``, ``moving``, ``fixed_labels`` and
-``moving_labels`` (paths; relative paths are resolved against the JSON file's folder)::
-
-    [{"fixed": "s01.nii.gz", "moving": "s02.nii.gz",
-      "fixed_labels": "s01_labels.nii.gz", "moving_labels": "s02_labels.nii.gz"}]
-"""
+"""The files of a pair list's pairs (:mod:`llamareg.data.pair_list`): the up-front check of every file a
+pair names, reading them, and the output names of the pairs."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel
 import numpy as np
 
+from llamareg.data.pair_list import PAIR_KEYS, PairPaths
 from llamareg.inference.grid import Grid, world_box
 from llamareg.inference.images import NiftiVolume, check_same_grid, open_volume, read_intensities, read_labels
 
-PAIR_KEYS = ("fixed", "moving", "fixed_labels", "moving_labels")
 ROLES = {"fixed": "fixed image", "moving": "moving image", "fixed_labels": "fixed labels", "moving_labels": "moving labels"}
-
-
-@dataclass(frozen=True)
-class PairPaths:
-    """The files of one pair; the label maps are optional."""
-
-    fixed: Path
-    moving: Path
-    fixed_labels: Path | None = None
-    moving_labels: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -41,44 +24,6 @@ class LoadedPair:
     moving: NiftiVolume
     fixed_labels: NiftiVolume | None
     moving_labels: NiftiVolume | None
-
-
-def read_pair_list(path: str | Path, required: tuple[str, ...] = ("fixed", "moving")) -> list[PairPaths]:
-    """Read a pair list, checking its structure (not yet the files it names).
-
-    Args:
-        path: the JSON file.
-        required: keys every entry must have (others of :data:`PAIR_KEYS` are optional).
-
-    Raises:
-        FileNotFoundError: the JSON file does not exist.
-        ValueError: it is not a non-empty list of objects with string paths under the known keys.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pair list {path} does not exist")
-    try:
-        entries = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"pair list {path} is not valid JSON ({error})".splitlines()[0]) from None
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f"pair list {path} must be a non-empty JSON list of objects with keys {list(PAIR_KEYS)}")
-    pairs = []
-    for index, entry in enumerate(entries):
-        where = f"pair list {path}, entry {index}"
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where} must be an object with keys {list(PAIR_KEYS)}, got {type(entry).__name__}")
-        unknown = sorted(set(entry) - set(PAIR_KEYS))
-        if unknown:
-            raise ValueError(f"{where} has unknown key '{unknown[0]}'; the keys are {list(PAIR_KEYS)}")
-        missing = [key for key in required if key not in entry]
-        if missing:
-            raise ValueError(f"{where} lacks '{missing[0]}'; every entry needs {list(required)}")
-        for key, value in entry.items():
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{where}: '{key}' must be a file path string, got {value!r}")
-        pairs.append(PairPaths(**{key: path.parent / value for key, value in entry.items()}))
-    return pairs
 
 
 def image_stem(path: Path) -> str:

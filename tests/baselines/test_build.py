@@ -8,7 +8,7 @@ from llamareg.baselines import BASELINES, CPU_SCALING, PUBLISHED, SCALE_WEIGHTS,
 def test_builder_knows_every_method_and_checks_names_and_sizes():
     assert sorted(BASELINES) == sorted(CPU_SCALING) == sorted(PUBLISHED) == sorted(SCALE_WEIGHTS)
     assert isinstance(build_baseline("VoxelMorph", (32, 32, 32)), BASELINES["voxelmorph"])
-    with pytest.raises(ValueError, match="name must be one of"):
+    with pytest.raises(ValueError, match="baseline name must be one of"):
         build_baseline("syn", (32, 32, 32))
     with pytest.raises(ValueError, match="no size"):
         build_baseline("lapirn", (32, 32, 32), base_channels=8)

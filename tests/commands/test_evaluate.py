@@ -14,7 +14,7 @@ from llamareg.cli import main
 from llamareg.commands.evaluate import check_held_out
 from llamareg.config import config_from_dict
 from llamareg.data.shards import ShardSetWriter
-from llamareg.inference.pair_files import read_pair_list
+from llamareg.data.pair_list import read_pair_list
 from llamareg.training.checkpoint import read_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,8 @@ from llamareg.cli import main
 from llamareg.evaluation.pair_metrics import voxel_displacement
 from llamareg.inference.grid import Grid, sample_world, world_box
 from llamareg.inference.images import normalise_intensities
-from llamareg.inference.pair_files import check_pair, load_pair, read_pair_list
+from llamareg.data.pair_list import read_pair_list
+from llamareg.inference.pair_files import check_pair, load_pair
 from llamareg.inference.refine import pair_objective
 from llamareg.inference.registration import grid_of, register_pair
 from llamareg.losses.regularization import diffusion

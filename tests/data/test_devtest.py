@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from llamareg.data.devtest import build_devtest_subjects, parcellate, write_devtest
-from llamareg.inference.pair_files import PAIR_KEYS, read_pair_list
+from llamareg.data.pair_list import PAIR_KEYS, read_pair_list
 
 
 def test_parcellate_cuts_each_label_into_connected_parcels():

@@ -11,7 +11,8 @@ import torch
 from llamareg.data.layouts import discover
 from llamareg.data.nifti import read_label_map, read_subject
 from llamareg.data.preprocess import Preprocessing, preprocess_subject
-from llamareg.data.shards import ShardSet, read_pair_list
+from llamareg.data.pair_list import read_pair_list
+from llamareg.data.shards import ShardSet
 from llamareg.data.shards.manifest import file_digest
 
 
@@ -58,8 +59,8 @@ def test_shards_read_back_as_preprocessed(kind, make_dataset, build_shards_cli, 
         assert len(pairs) == counts[f"{role}_pairs"] >= 1
         assert {key for pair in shards.pairs(role) for key in pair} <= splits[role]  # each role's pairs stay among its subjects
         for pair in pairs:
-            assert all(path.is_file() for path in pair.values())
-            assert read_label_map(pair["fixed_labels"])[0].max() >= 1
+            assert all(path.is_file() for path in (pair.fixed, pair.moving, pair.fixed_labels, pair.moving_labels))
+            assert read_label_map(pair.fixed_labels)[0].max() >= 1
 
 
 def test_learn2reg_registration_val_is_the_test_set(make_dataset, build_shards_cli, tmp_path, capsys):
@@ -97,12 +98,12 @@ def test_oai_masks_merge_and_eval_labels_are_written(make_dataset, build_shards_
         )
         == 0
     )
-    assert read_pair_list(out / "val_pairs.json")[0]["fixed_labels"].parent == out / "labels"
+    assert read_pair_list(out / "val_pairs.json")[0].fixed_labels.parent == out / "labels"
     pair = read_pair_list(out / "test_pairs.json")[0]
-    assert pair["fixed_labels"].parent == out / "labels"  # merged masks, one file per validation and test knee
-    knee = pair["fixed"].parent
+    assert pair.fixed_labels.parent == out / "labels"  # merged masks, one file per validation and test knee
+    knee = pair.fixed.parent
     _, labels = tools.subject_arrays(20 + int(knee.name[-2:]))
-    merged, affine = read_label_map(pair["fixed_labels"])
+    merged, affine = read_label_map(pair.fixed_labels)
     expected = labels.astype(np.int64)
     if (knee / "patella.nii").is_file():
         expected[:2, :2, :2] = 5

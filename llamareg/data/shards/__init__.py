@@ -2,8 +2,7 @@
 
 from llamareg.data.shards.build import build_shards, plan_split
 from llamareg.data.shards.template_export import export_embedded
-from llamareg.data.shards.manifest import MANIFEST_NAME, read_manifest, verify_shard
-from llamareg.data.shards.split_pairs import PAIR_LIST_NAMES, read_pair_list, write_pair_list
+from llamareg.data.shards.manifest import MANIFEST_NAME, PAIR_LIST_NAMES, read_manifest, verify_shard
 from llamareg.data.shards.reader import ShardPairStream, ShardSet, ShardVolumeStream, distributed_position
 from llamareg.data.shards.writer import ShardSetWriter
 
@@ -19,7 +18,5 @@ __all__ = [
     "export_embedded",
     "plan_split",
     "read_manifest",
-    "read_pair_list",
     "verify_shard",
-    "write_pair_list",
 ]

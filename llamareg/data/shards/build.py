@@ -21,7 +21,7 @@ from llamareg.data.layouts import DiscoveredDataset, SubjectRecord
 from llamareg.data.nifti import read_subject, write_nifti
 from llamareg.data.pair_datasets import consecutive_pairs
 from llamareg.data.preprocess import Preprocessing, fitting_shape, planned_shape, preprocess_subject
-from llamareg.data.shards.split_pairs import read_pair_list
+from llamareg.data.pair_list import PAIR_KEYS, read_pair_list
 from llamareg.data.shards.writer import DEFAULT_SHARD_MB, ShardSetWriter
 
 logger = logging.getLogger(__name__)
@@ -74,11 +74,11 @@ def apply_pair_list(dataset: DiscoveredDataset, path: str | os.PathLike) -> Disc
     """
     by_image = {subject.image: subject for subject in dataset.subjects}
     pairs = []
-    for pair in read_pair_list(path):
-        for role in ("moving", "fixed"):
-            if pair[role] not in by_image:
-                raise ValueError(f"--test-pairs {path} names {pair[role]}, which is not an image of the dataset")
-        pairs.append((by_image[pair["moving"]].key, by_image[pair["fixed"]].key))
+    for pair in read_pair_list(path, required=PAIR_KEYS):
+        for image in (pair.moving, pair.fixed):
+            if image not in by_image:
+                raise ValueError(f"--test-pairs {path} names {image}, which is not an image of the dataset")
+        pairs.append((by_image[pair.moving].key, by_image[pair.fixed].key))
     named = {key for pair in pairs for key in pair}
     subjects = [
         dataclasses.replace(s, split="test" if s.key in named else None if s.split == "test" else s.split) for s in dataset.subjects

@@ -19,6 +19,9 @@ FORMAT_NAME = "llamareg-shards"
 # Version 2: splits train/val/test and a pair list per role (version 1: train/val and eval_pairs.json,
 # whose "val" subjects were the test subjects).
 FORMAT_VERSION = 2
+# The pair list of each held-out role beside the shards (llamareg.data.pair_list's format): training
+# validates on ``val_pairs.json``; ``test_pairs.json`` is reported only (``llamareg evaluate --pairs``).
+PAIR_LIST_NAMES = {"val": "val_pairs.json", "test": "test_pairs.json"}
 REBUILD_HINT = "rebuild the shards with data_tools/build_shards.py"
 
 

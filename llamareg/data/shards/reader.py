@@ -29,8 +29,8 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from llamareg.checks import look_up_option
 from llamareg.data.pair_datasets import make_pair
-from llamareg.data.shards.manifest import REBUILD_HINT, read_manifest, verify_shard
-from llamareg.data.shards.split_pairs import PAIR_LIST_NAMES, read_pair_list, resolve_path
+from llamareg.data.shards.manifest import PAIR_LIST_NAMES, REBUILD_HINT, read_manifest, verify_shard
+from llamareg.data.pair_list import PAIR_KEYS, read_pair_list, resolve_path
 from llamareg.data.shards.sample import decode_sample
 from llamareg.data.volume import Volume
 
@@ -140,11 +140,11 @@ class ShardSet:
         path = self.directory / self.manifest["pairs"][role]
         by_image = self.subject_images([role])
         pairs = []
-        for pair in read_pair_list(path):
-            for key in ("moving", "fixed"):
-                if pair[key] not in by_image:
-                    raise ValueError(f"{path} names {pair[key]}, which is not a {role} subject of {self.directory}/manifest.json")
-            pairs.append((by_image[pair["moving"]], by_image[pair["fixed"]]))
+        for pair in read_pair_list(path, required=PAIR_KEYS):
+            for image in (pair.moving, pair.fixed):
+                if image not in by_image:
+                    raise ValueError(f"{path} names {image}, which is not a {role} subject of {self.directory}/manifest.json")
+            pairs.append((by_image[pair.moving], by_image[pair.fixed]))
         return pairs
 
 

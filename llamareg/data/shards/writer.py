@@ -25,8 +25,8 @@ from nibabel.affines import voxel_sizes
 
 from llamareg.checks import look_up_option
 from llamareg.atomic import write_json
-from llamareg.data.shards.manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, file_digest
-from llamareg.data.shards.split_pairs import PAIR_LIST_NAMES, stored_path, write_pair_list
+from llamareg.data.shards.manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, PAIR_LIST_NAMES, file_digest
+from llamareg.data.pair_list import stored_path, write_pair_list
 from llamareg.data.shards.sample import encode_sample
 
 logger = logging.getLogger(__name__)

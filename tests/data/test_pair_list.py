@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llamareg.inference.pair_files import PAIR_KEYS, read_pair_list
+from llamareg.data.pair_list import PAIR_KEYS, read_pair_list
 
 FULL = {"fixed": "a.nii.gz", "moving": "b.nii.gz", "fixed_labels": "a_l.nii.gz", "moving_labels": "b_l.nii.gz"}
 
