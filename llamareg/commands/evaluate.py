@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llamareg.atomic import check_out_folder, write_json
 from llamareg.config import Config
-from llamareg.data.pair_list import PAIR_KEYS, PairPaths, read_pair_list, resolve_path
+from llamareg.data.pair_list import PAIR_KEYS, PairPaths, read_pair_list
 from llamareg.data.shards.reader import ShardSet
 from llamareg.evaluation.figures import dice_boxplot, pair_figure
 from llamareg.evaluation.pair_metrics import pair_metrics
@@ -85,12 +85,11 @@ def check_held_out(pairs_file: str | os.PathLike, pairs: list[PairPaths], config
     test = shards.manifest["pairs"].get("test")
     where = Path(source) / test if test else "test_pairs.json of a shard folder built with a test split"
     for index, pair in enumerate(pairs):
-        for image in (pair.moving, pair.fixed):
-            path = resolve_path(os.fspath(image), os.getcwd())
+        for image in (pair.moving, pair.fixed):  # absolute, as read_pair_list resolves them
             for role, images in used.items():
-                if path in images:
+                if image in images:
                     raise ValueError(
-                        f"--pairs {pairs_file} pair {index} uses {images[path]}, a {role} subject of the checkpoint's run "
+                        f"--pairs {pairs_file} pair {index} uses {images[image]}, a {role} subject of the checkpoint's run "
                         f"(data.source={source}); evaluate on test pairs ({where})"
                     )
 
