@@ -85,18 +85,31 @@ def split_budget(total: int, shares: Sequence[float]) -> list[int]:
     return counts
 
 
-def method_overrides(method: str, iters: int, folder: Path, seed: int, data: str | None, extra: Sequence[str] = ()) -> list[str]:
-    """One training run's config overrides: output folder, seed, budget (split over phases), data."""
+def method_overrides(
+    method: str, iters: int, validations: int, folder: Path, seed: int, data: str | None, extra: Sequence[str] = ()
+) -> list[str]:
+    """One training run's config overrides: output folder, seed, budget (split over phases), how often it
+    validates (``validations`` times in each phase, the longest phase setting the interval), data."""
     # fp32 for every method: bf16 autocast (precision=auto on CPUs with bf16 units) is measured for LLaMA-Reg only.
     overrides = [f"train.out={json.dumps(str(folder))}", f"train.seed={seed}", "tracking.enabled=false", "train.precision=fp32"]
+    phases = split_budget(iters, PHASE_SHARES[method]) if method in PHASE_SHARES else [iters]
+    overrides += [f"train.val_every={max(1, math.ceil(max(phases) / validations))}", f"train.max_iters={max(phases)}"]
     if method in PHASE_SHARES:
-        phases = split_budget(iters, PHASE_SHARES[method])
-        overrides += [f"train.step_iters={phases}", f"train.val_every={max(phases)}", f"train.max_iters={max(phases)}"]
-    else:
-        overrides += [f"train.max_iters={iters}", f"train.val_every={iters}"]
+        overrides.append(f"train.step_iters={phases}")
     if data is not None:
         overrides.append(f"data.source={json.dumps(str(Path(data).resolve()))}")
     return overrides + list(extra)
+
+
+def validation_curve(phases: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``curve``: ``[[iteration, validation Dice], ...]`` over every phase, iterations counted from the run's
+    start (a phase's own count starts at 0 with the model the previous phase chose); ``kept_iteration``:
+    the iteration, so counted, of the checkpoint the run kept (the last phase's best)."""
+    curve, done = [], 0
+    for phase in phases:
+        curve += [[done + iteration, dice] for iteration, dice in phase["validation_curve"]]
+        done += phase["iterations"]
+    return {"curve": curve, "kept_iteration": done - phases[-1]["iterations"] + phases[-1]["best_iteration"]}
 
 
 def test_pairs(out: Path, count: int, data: str | None) -> Path:
@@ -115,11 +128,11 @@ def test_pairs(out: Path, count: int, data: str | None) -> Path:
 def train_and_score(method: str, seed: int, args: argparse.Namespace, pairs, extra: Sequence[str]) -> dict[str, Any]:
     """Train one method with one seed (or reuse a finished run) and score its best checkpoint."""
     folder = args.out / "runs" / method / f"seed{seed}"
-    settings = {"iters": args.iters, "data": args.data, "extra": list(extra), "pairs": len(pairs)}
+    settings = {"iters": args.iters, "validations": args.validations, "data": args.data, "extra": list(extra), "pairs": len(pairs)}
     result_file = folder / "result.json"
     if result_file.is_file() and json.loads(result_file.read_text())["settings"] == settings:
         return json.loads(result_file.read_text())
-    config = load_config(METHODS[method][1], method_overrides(method, args.iters, folder, seed, args.data, extra))
+    config = load_config(METHODS[method][1], method_overrides(method, args.iters, args.validations, folder, seed, args.data, extra))
     metrics = run(config, overwrite=True)
     phases = metrics.get("steps") or [metrics]
     iterations = sum(phase["iterations"] for phase in phases)
@@ -129,15 +142,17 @@ def train_and_score(method: str, seed: int, args: argparse.Namespace, pairs, ext
         "records": score_model(trained, pairs),
         "train_seconds_per_iteration": sum(p["train_seconds_per_iteration"] * p["iterations"] for p in phases) / max(iterations, 1),
         "validation_dice": [phase.get("val_dice_best") for phase in phases],
+        "validation": validation_curve(phases),
     }
     write_json(result_file, result)
     return result
 
 
-def score_methods(args: argparse.Namespace, extra: Sequence[str]) -> tuple[dict[str, dict[int, list[dict]]], dict[str, str], dict]:
-    """``{method: {seed: per-pair records}}`` (one seed, 0, for identity and ANTs), statuses and timings."""
+def score_methods(args: argparse.Namespace, extra: Sequence[str]) -> tuple[dict, dict[str, str], dict, dict]:
+    """``{method: {seed: per-pair records}}`` (one seed, 0, for identity and ANTs), statuses, timings and
+    the learned methods' validation curves ``{method: {seed: [[iteration, Dice], ...]}}``."""
     pairs = load_pairs(args.pairs_path)
-    scores, status, training = {}, {}, {}
+    scores, status, training, curves = {}, {}, {}, {}
     for method in args.methods:
         started = time.perf_counter()
         if method == "identity":
@@ -151,8 +166,9 @@ def score_methods(args: argparse.Namespace, extra: Sequence[str]) -> tuple[dict[
             results = {seed: train_and_score(method, seed, args, pairs, extra) for seed in range(args.seeds)}
             scores[method] = {seed: result["records"] for seed, result in results.items()}
             training[method] = float(np.mean([result["train_seconds_per_iteration"] for result in results.values()]))
+            curves[method] = {seed: result["validation"] for seed, result in results.items()}
         print(f"{method}: {status.get(method, 'ok')} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    return scores, status, training
+    return scores, status, training, curves
 
 
 def dice_array(records: dict[int, list[dict]]) -> np.ndarray:
@@ -174,7 +190,32 @@ def comparisons(scores: dict[str, dict[int, list[dict]]], reference: str | None 
     return [{"a": a, "b": b, **{key: getattr(result, key) for key in keys}} for (a, b), result in results.items()]
 
 
-def render(scores, status, training, rows, args: argparse.Namespace, pairs_path: str) -> str:
+def curve_table(scores, curves: dict[str, dict[int, dict]], args: argparse.Namespace) -> list[str]:
+    """Each learned method's validation curve (mean validation Dice across seeds at each validation; `` / ``
+    starts the next phase, at its starting model) and the iteration whose checkpoint each seed kept."""
+    lines = [
+        f"Validation curves ({args.validations} validations per phase, on each run's validation pairs, never the test pairs): "
+        "iteration: mean validation Dice across seeds; ` / ` starts the next phase of a schedule (its first point is the "
+        "model it starts from); the kept checkpoint is the last phase's best point on the validation pairs.",
+        "",
+        "| Method | validation Dice by iteration | kept checkpoint (iteration per seed) |",
+        "|---|---|---|",
+    ]
+    for method, seeds in curves.items():
+        if method not in scores:
+            continue
+        points = np.array([seeds[seed]["curve"] for seed in sorted(seeds)])  # (seeds, validations, 2)
+        means = points[:, :, 1].mean(axis=0)
+        cells = [f"{int(iteration)}: {dice:.3f}" for iteration, dice in zip(points[0, :, 0], means)]
+        iterations = points[0, :, 0]
+        joints = [" / " if now == before else " · " for now, before in zip(iterations[1:], iterations)]
+        text = cells[0] + "".join(joint + cell for joint, cell in zip(joints, cells[1:]))
+        kept = ", ".join(str(seeds[seed]["kept_iteration"]) for seed in sorted(seeds))
+        lines.append(f"| {METHODS[method][0]} | {text} | {kept} |")
+    return lines
+
+
+def render(scores, status, training, curves, rows, args: argparse.Namespace, pairs_path: str) -> str:
     """The Markdown report: how it was made, the method table and the comparisons."""
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} ({platform.processor() or 'CPU'}) "
@@ -197,6 +238,7 @@ def render(scores, status, training, rows, args: argparse.Namespace, pairs_path:
             f"{np.mean(folding) if folding else float('nan'):.3f} | {np.mean([r['seconds'] for r in records]):.2f} | "
             f"{training.get(method, float('nan')):.2f} |"
         )
+    lines += ["", *curve_table(scores, curves, args)]
     lines += [
         "",
         "| comparison (a - b) | pooled mean difference | 95 % interval (seeds and pairs) | Wilcoxon p | verdict |",
@@ -215,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--iters", type=int, default=150, help="training iterations per method and seed (default 150)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per learned method (default 3)")
+    parser.add_argument("--validations", type=int, default=4, help="validations per training phase (default 4): the curves")
     parser.add_argument("--pairs", type=int, default=12, help="dev-test pairs when --data is not given (default 12)")
     parser.add_argument("--data", metavar="SHARD_DIR", help="shard folder: train on it, score its test pairs")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="rows (default: all)")
@@ -225,15 +268,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = list(args.set)
     if args.tiny:
         args.iters, args.seeds, args.pairs, extra = 5, 2, 2, TINY + extra
-    if args.seeds < 1 or args.pairs < 2 or args.reference not in (None, *args.methods):
-        parser.error("--seeds must be >= 1, --pairs >= 2 (a paired interval needs two pairs), --reference one of --methods")
+    if args.seeds < 1 or args.validations < 1 or args.pairs < 2 or args.reference not in (None, *args.methods):
+        parser.error("--seeds and --validations must be >= 1, --pairs >= 2 (a paired interval needs 2), --reference one of --methods")
     args.pairs_path = test_pairs(args.out, args.pairs, args.data)
-    scores, status, training = score_methods(args, extra)
+    scores, status, training, curves = score_methods(args, extra)
     rows = comparisons(scores, args.reference)
-    report = render(scores, status, training, rows, args, str(args.pairs_path))
+    report = render(scores, status, training, curves, rows, args, str(args.pairs_path))
     write_text(args.out / "table.md", report)
-    results = {"pairs": str(args.pairs_path), "iters": args.iters, "seeds": args.seeds, "status": status, "scores": scores}
-    write_json(args.out / "results.json", {**results, "train_seconds_per_iteration": training, "comparisons": rows})
+    results = {"pairs": str(args.pairs_path), "iters": args.iters, "validations": args.validations, "seeds": args.seeds}
+    results |= {"status": status, "scores": scores, "train_seconds_per_iteration": training, "validation_curves": curves}
+    write_json(args.out / "results.json", {**results, "comparisons": rows})
     with open(args.out / "pairs.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", "seed", "pair", "dice", "folding_pct", "seconds"])

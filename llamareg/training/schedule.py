@@ -30,6 +30,8 @@ from llamareg.training.trainer import Trainer, check_resume_config
 STEP_SUMMARY_KEYS = (
     "val_dice",
     "val_dice_best",
+    "best_iteration",
+    "validation_curve",
     "val_folding_pct",
     "val_sdlogj_l2r",
     "iterations",

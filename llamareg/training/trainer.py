@@ -365,6 +365,7 @@ class Trainer:
             "val_sdlogj_l2r": final["sdlogj_l2r"],
             "val_dice_best": self.best_dice,
             "best_iteration": self.best_iteration,
+            "validation_curve": [[entry["iteration"], entry["dice"]] for entry in self.history],
             "val_pairs": final["pairs"],
             "final_loss": self.losses[-1]["loss"] if self.losses else None,
             "wall_seconds": self._wall_seconds(),

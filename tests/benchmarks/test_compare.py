@@ -41,6 +41,12 @@ def test_tiny_comparison_writes_seeded_rows_and_pooled_comparisons(compare, tmp_
     assert len(rows) == 2 * (1 + 2 + 2) and all(0 < float(row["dice"]) <= 1 for row in rows)
     table = (out / "table.md").read_text()
     assert "| LLaMA-Reg, 1 step | 2 |" in table and "anatomy no training or validation pair used" in table
+    # Each run's validation curve: four validations in 5 iterations (every 2, and the last), from the start.
+    validation = results["validation_curves"]["llamareg"]["1"]
+    curve = np.array(validation["curve"])
+    assert curve[validation["kept_iteration"] == curve[:, 0], 1].max() == curve[:, 1].max()  # the best point was kept
+    assert curve[:, 0].tolist() == [0, 2, 4, 5] and np.all((curve[:, 1] > 0) & (curve[:, 1] <= 1))
+    assert "| LLaMA-Reg, 1 step | 0: " in table
     # Each seed trained its own run, and a rerun with the same settings reuses them instead of training again.
     checkpoint = out / "runs" / "llamareg" / "seed1" / "checkpoints" / "best.pt"
     stamp = checkpoint.stat().st_mtime_ns
@@ -56,8 +62,17 @@ def test_budget_splits_over_schedule_phases(compare):
     assert sum(compare.split_budget(7, compare.PHASE_SHARES["lapirn"])) == 7
     with pytest.raises(ValueError, match="fewer than"):
         compare.split_budget(3, compare.PHASE_SHARES["lapirn"])
-    config = load_config("cpu-lapirn", compare.method_overrides("lapirn", 150, Path("/tmp/x/seed2"), 2, None))
+    config = load_config("cpu-lapirn", compare.method_overrides("lapirn", 150, 4, Path("/tmp/x/seed2"), 2, None))
     assert config.train.step_iters == [38, 3, 35, 2, 72] and config.train.seed == 2 and config.train.out == "/tmp/x/seed2"
+    assert config.train.val_every == 18  # four validations in the longest phase, 72 iterations
+
+
+def test_validation_curve_counts_iterations_from_the_run_s_start(compare):
+    phases = [
+        {"iterations": 4, "best_iteration": 4, "validation_curve": [[0, 0.5], [2, 0.6], [4, 0.7]]},
+        {"iterations": 3, "best_iteration": 3, "validation_curve": [[0, 0.7], [3, 0.8]]},
+    ]
+    assert compare.validation_curve(phases) == {"curve": [[0, 0.5], [2, 0.6], [4, 0.7], [4, 0.7], [7, 0.8]], "kept_iteration": 7}
 
 
 def test_a_shard_folder_is_scored_on_its_test_pairs_only(compare, tmp_path):
