@@ -17,7 +17,7 @@ pretrained frozen layers did better. Every argument of compare.py applies (``--i
 ``--pairs``, ``--tiny``, ``--methods`` to run a subset).
 
 Usage:
-    python benchmarks/ablation.py --out benchmarks/results/ablation --iters 1200 --seeds 3 --pairs 12
+    python benchmarks/ablation.py --out benchmarks/results/ablation --iters 1200 --seeds 3 --pairs 12 --validations 1
 """
 
 from __future__ import annotations

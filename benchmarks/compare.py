@@ -166,7 +166,8 @@ def score_methods(args: argparse.Namespace, extra: Sequence[str]) -> tuple[dict,
             results = {seed: train_and_score(method, seed, args, pairs, extra) for seed in range(args.seeds)}
             scores[method] = {seed: result["records"] for seed, result in results.items()}
             training[method] = float(np.mean([result["train_seconds_per_iteration"] for result in results.values()]))
-            curves[method] = {seed: result["validation"] for seed, result in results.items()}
+            # The ablation study's runs (--validations 1) were trained before curves were recorded.
+            curves[method] = {seed: result["validation"] for seed, result in results.items() if "validation" in result}
         print(f"{method}: {status.get(method, 'ok')} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     return scores, status, training, curves
 
@@ -190,28 +191,23 @@ def comparisons(scores: dict[str, dict[int, list[dict]]], reference: str | None 
     return [{"a": a, "b": b, **{key: getattr(result, key) for key in keys}} for (a, b), result in results.items()]
 
 
-def curve_table(scores, curves: dict[str, dict[int, dict]], args: argparse.Namespace) -> list[str]:
-    """Each learned method's validation curve (mean validation Dice across seeds at each validation; `` / ``
-    starts the next phase, at its starting model) and the iteration whose checkpoint each seed kept."""
+def curve_table(curves: dict[str, dict[int, dict]], args: argparse.Namespace) -> list[str]:
+    """Each learned run's validation curve, a row per method and seed, and the checkpoint it kept."""
     lines = [
         f"Validation curves ({args.validations} validations per phase, on each run's validation pairs, never the test pairs): "
-        "iteration: mean validation Dice across seeds; ` / ` starts the next phase of a schedule (its first point is the "
-        "model it starts from); the kept checkpoint is the last phase's best point on the validation pairs.",
+        "iteration: validation Dice; ` / ` starts the next phase of a schedule (its first point is the model it starts "
+        "from); the kept checkpoint is the last phase's best point on the validation pairs.",
         "",
-        "| Method | validation Dice by iteration | kept checkpoint (iteration per seed) |",
-        "|---|---|---|",
+        "| Method | seed | validation Dice by iteration | kept checkpoint (iteration) |",
+        "|---|---|---|---|",
     ]
     for method, seeds in curves.items():
-        if method not in scores:
-            continue
-        points = np.array([seeds[seed]["curve"] for seed in sorted(seeds)])  # (seeds, validations, 2)
-        means = points[:, :, 1].mean(axis=0)
-        cells = [f"{int(iteration)}: {dice:.3f}" for iteration, dice in zip(points[0, :, 0], means)]
-        iterations = points[0, :, 0]
-        joints = [" / " if now == before else " · " for now, before in zip(iterations[1:], iterations)]
-        text = cells[0] + "".join(joint + cell for joint, cell in zip(joints, cells[1:]))
-        kept = ", ".join(str(seeds[seed]["kept_iteration"]) for seed in sorted(seeds))
-        lines.append(f"| {METHODS[method][0]} | {text} | {kept} |")
+        for seed, validation in sorted(seeds.items()):
+            iterations = [int(iteration) for iteration, _ in validation["curve"]]
+            cells = [f"{iteration}: {dice:.3f}" for iteration, (_, dice) in zip(iterations, validation["curve"])]
+            joints = [" / " if now == before else " · " for now, before in zip(iterations[1:], iterations)]
+            text = cells[0] + "".join(joint + cell for joint, cell in zip(joints, cells[1:]))
+            lines.append(f"| {METHODS[method][0]} | {seed} | {text} | {validation['kept_iteration']} |")
     return lines
 
 
@@ -238,7 +234,7 @@ def render(scores, status, training, curves, rows, args: argparse.Namespace, pai
             f"{np.mean(folding) if folding else float('nan'):.3f} | {np.mean([r['seconds'] for r in records]):.2f} | "
             f"{training.get(method, float('nan')):.2f} |"
         )
-    lines += ["", *curve_table(scores, curves, args)]
+    lines += ["", *curve_table(curves, args)]
     lines += [
         "",
         "| comparison (a - b) | pooled mean difference | 95 % interval (seeds and pairs) | Wilcoxon p | verdict |",

@@ -46,7 +46,7 @@ def test_tiny_comparison_writes_seeded_rows_and_pooled_comparisons(compare, tmp_
     curve = np.array(validation["curve"])
     assert curve[validation["kept_iteration"] == curve[:, 0], 1].max() == curve[:, 1].max()  # the best point was kept
     assert curve[:, 0].tolist() == [0, 2, 4, 5] and np.all((curve[:, 1] > 0) & (curve[:, 1] <= 1))
-    assert "| LLaMA-Reg, 1 step | 0: " in table
+    assert "| LLaMA-Reg, 1 step | 1 | 0: " in table
     # Each seed trained its own run, and a rerun with the same settings reuses them instead of training again.
     checkpoint = out / "runs" / "llamareg" / "seed1" / "checkpoints" / "best.pt"
     stamp = checkpoint.stat().st_mtime_ns
