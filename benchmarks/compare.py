@@ -2,15 +2,16 @@
 validation pair used, with identity and ANTs SyN as rows and paired statistics between methods.
 
 Learned methods train through ``llamareg.commands.train.run`` (preset ``cpu-<name>``, or ``--data``) with
-``train.seed`` 0, 1, ...; each run's ``best.pt`` (chosen on its validation pairs) is loaded with
-``load_trained_model`` and registers the test pairs as ``llamareg register`` does: a shard folder's
-``test_pairs.json``, else the dev-test set (a seed stream no training or validation pair uses).
-Schedules split the budget: LapIRN in its release's proportions, three LLaMA-Reg steps as cpu-cascade.
-Writes ``table.md`` (mean +- sd across seeds; comparisons by ``seed_pooled_difference``),
-``results.json``, ``pairs.csv`` and ``runs/<method>/seed<k>/`` (not for git; a finished run is reused).
+``train.seed`` 0, 1, ..., validating ``--validations`` times per phase; each run's ``best.pt`` (its best
+point on its validation pairs) is loaded with ``load_trained_model`` and registers the test pairs as
+``llamareg register`` does: a shard folder's ``test_pairs.json``, else the dev-test set (a seed stream no
+training or validation pair uses). Schedules split the budget: LapIRN in its release's proportions,
+three LLaMA-Reg steps as cpu-cascade. Writes ``table.md`` (mean +- sd across seeds; each run's
+validation curve and kept checkpoint; comparisons by ``seed_pooled_difference``), ``results.json``,
+``pairs.csv`` and ``runs/<method>/seed<k>/`` (not for git; a finished run is reused).
 
 Usage:
-    python benchmarks/compare.py --out DIR [--iters N] [--seeds 3] [--pairs 12] [--methods identity llamareg ...]
+    python benchmarks/compare.py --out DIR [--iters N] [--validations 4] [--seeds 3] [--pairs 12] [--methods identity llamareg ...]
     python benchmarks/compare.py --out DIR --tiny    # seconds: tiny networks, 2 seeds, 2 pairs (the suite runs it)
 """
 
