@@ -151,7 +151,7 @@ def train_and_score(method: str, seed: int, args: argparse.Namespace, pairs, ext
 
 def score_methods(args: argparse.Namespace, extra: Sequence[str]) -> tuple[dict, dict[str, str], dict, dict]:
     """``{method: {seed: per-pair records}}`` (one seed, 0, for identity and ANTs), statuses, timings and
-    the learned methods' validation curves ``{method: {seed: [[iteration, Dice], ...]}}``."""
+    the learned methods' validation records ``{method: {seed: {"curve": [[iteration, Dice], ...], "kept_iteration": k}}}``."""
     pairs = load_pairs(args.pairs_path)
     scores, status, training, curves = {}, {}, {}, {}
     for method in args.methods:
