@@ -191,6 +191,10 @@ class TrainConfig:
         batch_size: Pairs per iteration and rank (paper: 1).
         grad_accumulation: Batches whose gradients add up to one optimizer step (one iteration).
         lr: Adam learning rate (paper: 1e-4).
+        grad_clip: Scale the gradients down to this global L2 norm before an optimizer step whose norm
+            is larger (0: never; the paper does not clip). One outlier pair's gradient otherwise fills
+            Adam's second-moment estimate, which decays over ~1000 steps, and stalls training that long.
+            The norm before clipping is logged every ``log_every`` iterations as ``grad_norm``.
         similarity: ``mse`` (paper) or ``ncc`` (local normalised cross-correlation).
         reg_weight: Diffusion regulariser weight lambda (paper: 0.04 knee, 0.02 brain).
         label_weight: Weight of a soft-Dice term on the warped training labels (0: images only, as in
@@ -227,6 +231,7 @@ class TrainConfig:
     batch_size: int = 1
     grad_accumulation: int = 1
     lr: float = 1e-4
+    grad_clip: float = 0.0
     similarity: str = "mse"
     reg_weight: float = 0.04
     label_weight: float = 0.0
@@ -476,7 +481,7 @@ def validate(config: Config) -> None:
         raise ValueError(f"train.max_minutes must be >= 0 (0: no limit), got {config.train.max_minutes}")
     if not (math.isfinite(config.train.lr) and config.train.lr > 0):
         raise ValueError(f"train.lr must be a positive learning rate, got {config.train.lr}")
-    for key in ("label_weight", "flow_weight", "checkpoint_every", "reg_weight"):
+    for key in ("label_weight", "flow_weight", "checkpoint_every", "reg_weight", "grad_clip"):
         if getattr(config.train, key) < 0:
             raise ValueError(f"train.{key} must be >= 0, got {getattr(config.train, key)}")
     if config.model.base_channels < 1:

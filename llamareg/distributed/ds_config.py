@@ -113,6 +113,7 @@ def load_deepspeed_config(
             raise ValueError(f"trains in {precision} but train.precision={train.precision}; set train.precision={precision} or auto")
         optimizer = ds.setdefault("optimizer", {"type": "Adam", "params": dict(TORCH_ADAM)})
         _agree(optimizer.setdefault("params", {}), "lr", train.lr, "train.lr")
+        _agree(ds, "gradient_clipping", train.grad_clip, "train.grad_clip")
         stage = ds.get("zero_optimization", {}).get("stage", 0)
         if stage not in (0, 1, 2, 3):
             raise ValueError(f"sets zero_optimization.stage={stage}; use 0, 1, 2 or 3")

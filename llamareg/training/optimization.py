@@ -6,6 +6,7 @@ trainable weights), so the training loop, validation and bookkeeping are one pie
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -43,7 +44,8 @@ class LocalOptimization:
     """Adam with autocast and a dynamic loss scaler (fp16), in this process.
 
     Checkpoints are single files: ``last.pt`` (weights, optimizer, scaler, trainer state) for
-    resuming and ``best.pt`` for the best validation Dice.
+    resuming and ``best.pt`` for the best validation Dice. Before each step the unscaled gradients'
+    global norm is measured (``grad_norm``) and clipped to ``train.grad_clip`` when that is set.
     """
 
     def __init__(self, model: nn.Module, config: Config, device: torch.device) -> None:
@@ -55,7 +57,10 @@ class LocalOptimization:
         self.precision_name = self.precision.name
         self.input_dtype = torch.float32  # autocast casts inside the model
         # fused: one kernel for all tensors; on the CPU about 4x faster per step than the per-tensor loop
-        self.optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.train.lr, fused=True)
+        self.parameters = list(model.trainable_parameters())
+        self.optimizer = torch.optim.Adam(self.parameters, lr=config.train.lr, fused=True)
+        self.max_grad_norm = config.train.grad_clip or math.inf  # inf: clip_grad_norm_ only measures
+        self.grad_norm: torch.Tensor | None = None
         self.scaler = self.precision.grad_scaler()
         self.accumulation = config.train.grad_accumulation
         self.micro_steps = 0
@@ -70,6 +75,8 @@ class LocalOptimization:
         self.micro_steps += 1
         if self.micro_steps % self.accumulation:
             return False
+        self.scaler.unscale_(self.optimizer)  # the norm and the clip apply to the true gradients
+        self.grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -107,7 +114,8 @@ class DeepSpeedOptimization:
     own optimizer partition; the frozen LLM is left out, it is reloaded from its source). The
     ``latest`` file is written last and atomically by rank 0 after every rank has finished, so a run
     killed while saving resumes from the previous complete checkpoint. ``best.pt`` is the exported
-    single-file model that ``llamareg register`` / ``evaluate`` and later cascade steps load.
+    single-file model that ``llamareg register`` / ``evaluate`` and later cascade steps load. The
+    engine clips gradients itself (``gradient_clipping``, set from ``train.grad_clip``).
     """
 
     def __init__(self, model: nn.Module, config: Config, ds_config: dict[str, Any], context: DistributedContext) -> None:
@@ -126,6 +134,12 @@ class DeepSpeedOptimization:
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> dict[str, Any]:
         return self.engine(moving, fixed)
+
+    @property
+    def grad_norm(self) -> torch.Tensor | None:
+        """The global gradient norm of the last step, as the engine measured it (None before one)."""
+        norm = self.engine.get_global_grad_norm()
+        return None if norm is None else torch.as_tensor(norm, dtype=torch.float32)
 
     def backward_and_step(self, loss: torch.Tensor) -> bool:
         boundary = self.engine.is_gradient_accumulation_boundary()

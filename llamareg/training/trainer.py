@@ -234,7 +234,11 @@ class Trainer:
         loss, terms = self.objective(
             *objective_images(moving, fixed, flows), flows, full_size=moving.shape[2:], labels=labels, true_flow=true_flow
         )
-        return terms, self.optimization.backward_and_step(loss)
+        stepped = self.optimization.backward_and_step(loss)
+        grad_norm = self.optimization.grad_norm if stepped else None
+        if grad_norm is not None:
+            terms = {**terms, "grad_norm": grad_norm}
+        return terms, stepped
 
     def _read_terms(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
         """The loss terms as floats (this waits for the device); a non-finite loss stops the run before

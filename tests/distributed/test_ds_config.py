@@ -22,6 +22,7 @@ def test_auto_values_are_filled_from_the_training_config(tmp_path):
     assert ds["gradient_accumulation_steps"] == 3
     assert ds["train_batch_size"] == 24
     assert ds["optimizer"]["params"]["lr"] == 3e-4
+    assert ds["gradient_clipping"] == 0.0  # train.grad_clip's default: no clipping, as DeepSpeed's own default
     assert resolved.train.precision == "bf16"
 
 
@@ -34,6 +35,7 @@ def test_auto_values_are_filled_from_the_training_config(tmp_path):
         ({"bf16": {"enabled": True}}, ["train.precision=fp32"], r"trains in bf16 but train.precision=fp32"),
         ({"optimizer": {"type": "Adam", "params": {"lr": 0.1}}}, [], r"sets lr=0.1 but train.lr=0.0003"),
         ({"zero_optimization": {"stage": 5}}, [], r"zero_optimization.stage=5"),
+        ({"gradient_clipping": 1.0}, ["train.grad_clip=5"], r"gradient_clipping=1.0 but train.grad_clip=5.0"),
     ],
 )
 def test_contradictions_are_one_line_errors_naming_the_file(tmp_path, settings, overrides, message):

@@ -83,6 +83,21 @@ def test_loss_terms_are_read_from_the_device_only_when_logged(tiny_config, monke
     assert reads == [5, 10] and [entry["iteration"] for entry in metrics["losses"]] == [5, 10]
 
 
+def test_every_logged_iteration_records_the_gradient_norm_and_clipping_bounds_the_step(tiny_config, tmp_path):
+    settings = ("train.max_iters=3", "train.log_every=1", "train.precision=fp32")
+    unclipped = run(tiny_config(*settings, out=tmp_path / "free"))
+    norms = [entry["grad_norm"] for entry in unclipped["losses"]]
+    assert len(norms) == 3 and all(norm > 0 for norm in norms)
+    # Clipped far below what the gradients have, every step's gradients are scaled down (differently per
+    # step), which changes what Adam does with them: other weights.
+    clip = min(norms) / 100
+    clipped = run(tiny_config(*settings, f"train.grad_clip={clip}", out=tmp_path / "clip"))
+    assert [entry["grad_norm"] for entry in clipped["losses"]][0] == pytest.approx(norms[0], rel=1e-5)  # measured before clipping
+    free = read_checkpoint(tmp_path / "free" / "checkpoints" / "last.pt")["model"]
+    bounded = read_checkpoint(tmp_path / "clip" / "checkpoints" / "last.pt")["model"]
+    assert any(not torch.allclose(free[key], bounded[key]) for key in free)
+
+
 def test_a_diverging_run_stops_with_a_clear_error_before_saving(tiny_config, tmp_path):
     with pytest.raises(FloatingPointError, match="lower train.lr or use train.precision=fp32"):
         run(tiny_config("train.max_iters=6", "train.lr=1e30", "train.log_every=1", "train.precision=fp32", "train.flow_weight=0"))
@@ -168,6 +183,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrup
         ("train.lr=-1", "train.lr"),
         ("train.checkpoint_every=-5", "train.checkpoint_every"),
         ("train.max_minutes=-1", "train.max_minutes"),
+        ("train.grad_clip=-1", "train.grad_clip"),
         ("model.memory_format=nhwc", "model.memory_format"),
     ],
 )
