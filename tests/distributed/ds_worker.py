@@ -100,6 +100,7 @@ def main():
         report[f"checksum_{phase}"] = checksum(trainer.optimization.trainable_state())
     report["held_out_loss_after"] = held_out_loss(trainer, val_pairs)
     report["losses"] = [entry["loss"] for entry in metrics["losses"]]
+    report["grad_norms"] = [entry.get("grad_norm") for entry in metrics["losses"]]
     report["val_dice"] = metrics["val_dice"]
     report["zero_stage"] = trainer.optimization.zero_stage
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(base.train.precision, torch.float32)
