@@ -85,6 +85,8 @@ class ModelConfig:
         adapter_width: Width of Adapter0's intermediate layer (paper: 1024).
         inner_adapter_width: Width of the adapter between two LLM calls (paper: 1024).
         positional_embedding: Add the learnable positional embedding to the tokens.
+        shared_encoder: Run one encoder stream on both images (a Siamese encoder) instead of the
+            paper's two streams without shared weights.
         flow_combination: ``compose`` (the paper: stage fields are composed) or ``add`` (the release).
         rescale_upsampled_flows: Multiply a flow's magnitude by the upsampling factor (correct for
             voxel-unit fields); the public release does not.
@@ -107,6 +109,7 @@ class ModelConfig:
     adapter_width: int = 1024
     inner_adapter_width: int = 1024
     positional_embedding: bool = True
+    shared_encoder: bool = False
     flow_combination: str = "compose"
     rescale_upsampled_flows: bool = True
     diffeomorphic: bool = False

@@ -95,6 +95,7 @@ def _build_network(config: Config) -> nn.Module:
         adapter_width=config.model.adapter_width,
         inner_adapter_width=config.model.inner_adapter_width,
         positional_embedding=config.model.positional_embedding,
+        shared_encoder=config.model.shared_encoder,
         rules=FlowFieldRules(
             config.model.flow_combination,
             config.model.rescale_upsampled_flows,

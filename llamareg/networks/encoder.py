@@ -36,20 +36,35 @@ class EncoderStream(nn.Module):
 
 
 class DualStreamEncoder(nn.Module):
-    """Two encoder streams without shared weights.
+    """The moving and the fixed image's feature pyramids: two streams without shared weights (the
+    paper), or with ``shared=True`` one stream run on both images (a Siamese encoder, ``stream``).
+
+    With separate weights the decoder must learn to compare two unrelated random feature spaces
+    before it can match anything; one shared stream gives both images the same features from the
+    start. On the synthetic training data that cut the plateau before training starts to register
+    (docs/model.md, "Shared encoder").
 
     Example:
         >>> encoder = DualStreamEncoder(base_channels=4)
         >>> moving, fixed = encoder(torch.zeros(1, 1, 32, 32, 32), torch.zeros(1, 1, 32, 32, 32))
         >>> [tuple(f.shape[1:]) for f in moving][-1]
         (64, 2, 2, 2)
+        >>> sorted(DualStreamEncoder(base_channels=4, shared=True).state_dict())[0]
+        'stream.blocks.0.0.bias'
     """
 
-    def __init__(self, base_channels: int) -> None:
+    def __init__(self, base_channels: int, shared: bool = False) -> None:
         super().__init__()
-        self.moving = EncoderStream(base_channels)
-        self.fixed = EncoderStream(base_channels)
-        self.channels = self.moving.channels
+        self.shared = shared
+        if shared:
+            self.stream = EncoderStream(base_channels)
+            self.channels = self.stream.channels
+        else:
+            self.moving = EncoderStream(base_channels)
+            self.fixed = EncoderStream(base_channels)
+            self.channels = self.moving.channels
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if self.shared:
+            return self.stream(moving), self.stream(fixed)
         return self.moving(moving), self.fixed(fixed)

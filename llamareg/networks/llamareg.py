@@ -47,6 +47,7 @@ class LLaMAReg(ParameterBookkeeping):
         adapter_width: Adapter0's intermediate width.
         inner_adapter_width: The inner adapter's intermediate width.
         positional_embedding: Whether tokens get the learnable positional embedding.
+        shared_encoder: One encoder stream for both images instead of the paper's two.
         rules: How stage fields are upsampled, combined and integrated.
         steps: Number of cascaded decoding steps.
 
@@ -69,6 +70,7 @@ class LLaMAReg(ParameterBookkeeping):
         adapter_width: int = 1024,
         inner_adapter_width: int = 1024,
         positional_embedding: bool = True,
+        shared_encoder: bool = False,
         rules: FlowFieldRules | None = None,
         steps: int = 1,
     ) -> None:
@@ -76,7 +78,7 @@ class LLaMAReg(ParameterBookkeeping):
         check_shape(tuple(shape), "model shape", multiple=TOKEN_STRIDE, hint=CROP_HINT)
         if steps < 1:
             raise ValueError(f"model.steps must be >= 1, got {steps}")
-        self.encoder = DualStreamEncoder(base_channels)
+        self.encoder = DualStreamEncoder(base_channels, shared=shared_encoder)
         self.llm = llm
         channels = self.encoder.channels
         rules = rules or FlowFieldRules()
