@@ -8,7 +8,8 @@ point on its validation pairs) is loaded with ``load_trained_model`` and registe
 training or validation pair uses). Schedules split the budget: LapIRN in its release's proportions,
 three LLaMA-Reg steps as cpu-cascade. Writes ``table.md`` (mean +- sd across seeds; each run's
 validation curve and kept checkpoint; comparisons by ``seed_pooled_difference``), ``results.json``,
-``pairs.csv`` and ``runs/<method>/seed<k>/`` (not for git; a finished run is reused).
+``pairs.csv`` and ``runs/<method>/seed<k>/`` (its ``result.json`` is kept in git; a finished run is reused while
+its resolved config and settings are unchanged).
 
 Usage:
     python benchmarks/compare.py --out DIR [--iters N] [--validations 4] [--seeds 3] [--pairs 12] [--methods identity llamareg ...]
@@ -129,11 +130,15 @@ def test_pairs(out: Path, count: int, data: str | None) -> Path:
 def train_and_score(method: str, seed: int, args: argparse.Namespace, pairs, extra: Sequence[str]) -> dict[str, Any]:
     """Train one method with one seed (or reuse a finished run) and score its best checkpoint."""
     folder = args.out / "runs" / method / f"seed{seed}"
+    config = load_config(METHODS[method][1], method_overrides(method, args.iters, args.validations, folder, seed, args.data, extra))
+    # The resolved config is part of the key: a preset whose defaults changed since the run trains again.
+    resolved = config.to_dict()
+    resolved["train"].pop("out")
     settings = {"iters": args.iters, "validations": args.validations, "data": args.data, "extra": list(extra), "pairs": len(pairs)}
+    settings["config"] = resolved
     result_file = folder / "result.json"
     if result_file.is_file() and json.loads(result_file.read_text())["settings"] == settings:
         return json.loads(result_file.read_text())
-    config = load_config(METHODS[method][1], method_overrides(method, args.iters, args.validations, folder, seed, args.data, extra))
     metrics = run(config, overwrite=True)
     phases = metrics.get("steps") or [metrics]
     iterations = sum(phase["iterations"] for phase in phases)

@@ -52,6 +52,13 @@ def test_tiny_comparison_writes_seeded_rows_and_pooled_comparisons(compare, tmp_
     stamp = checkpoint.stat().st_mtime_ns
     assert compare.main(["--out", str(out), "--tiny", "--methods", "identity", "llamareg"]) == 0
     assert checkpoint.stat().st_mtime_ns == stamp
+    # A run recorded under another resolved config (a preset whose defaults changed since) trains again.
+    result_file = checkpoint.parents[1] / "result.json"
+    recorded = json.loads(result_file.read_text())
+    recorded["settings"]["config"]["model"]["shared_encoder"] = not recorded["settings"]["config"]["model"]["shared_encoder"]
+    result_file.write_text(json.dumps(recorded))
+    assert compare.main(["--out", str(out), "--tiny", "--methods", "identity", "llamareg"]) == 0
+    assert checkpoint.stat().st_mtime_ns != stamp
     first, second = (out / "runs" / "llamareg" / f"seed{k}" / "checkpoints" / "best.pt" for k in (0, 1))
     assert first.read_bytes() != second.read_bytes()  # two seeds, two initialisations
 
