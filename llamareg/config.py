@@ -195,9 +195,9 @@ class TrainConfig:
         grad_accumulation: Batches whose gradients add up to one optimizer step (one iteration).
         lr: Adam learning rate (paper: 1e-4).
         grad_clip: Scale the gradients down to this global L2 norm before an optimizer step whose norm
-            is larger (0: never; the paper does not clip). One outlier pair's gradient otherwise fills
-            Adam's second-moment estimate, which decays over ~1000 steps, and stalls training that long.
-            The norm before clipping is logged every ``log_every`` iterations as ``grad_norm``.
+            is larger (0: never; the paper does not clip). It did not free the two-stream seed-2 stall
+            (docs/model.md, "Shared encoder"). The norm before clipping is logged every ``log_every``
+            iterations as ``grad_norm``.
         similarity: ``mse`` (paper) or ``ncc`` (local normalised cross-correlation).
         reg_weight: Diffusion regulariser weight lambda (paper: 0.04 knee, 0.02 brain).
         label_weight: Weight of a soft-Dice term on the warped training labels (0: images only, as in
